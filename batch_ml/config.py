@@ -1,0 +1,156 @@
+"""Project configuration: loaded from a TOML file, never from code.
+
+`BATCH_ML_CONFIG` names the file (default: `batch_ml.toml` in the current directory);
+`BATCH_ML_DATA_ROOT` overrides its `data.root`, so the same code runs against a local
+folder now and another root later.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONFIG_ENV = "BATCH_ML_CONFIG"
+DATA_ROOT_ENV = "BATCH_ML_DATA_ROOT"
+DEFAULT_CONFIG_FILE = "batch_ml.toml"
+
+_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class ConfigError(ValueError):
+    """The project configuration file is invalid."""
+
+
+def validate_identifier(name: str, what: str = "column") -> str:
+    """Column and table names reach SQL and file paths: only plain snake_case is allowed."""
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        raise ConfigError(f"invalid {what} name {name!r}: use lower-case letters, digits and _")
+    return name
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    root: Path
+
+    @property
+    def landing(self) -> Path:
+        return self.root / "landing"
+
+    @property
+    def tables(self) -> Path:
+        return self.root / "tables"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    horizon: int = 14
+    lookback_days: int = 56
+    training_weeks: int = 12
+    min_history_days: int = 84
+    seed: int = 42
+    num_threads: int = 2
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    known_in_advance: tuple[str, ...] = ()
+    calendar: tuple[str, ...] = ()
+    product_attributes: tuple[str, ...] = ()
+    store_attributes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    stores: int = 6
+    items: int = 40
+    start_date: dt.date = dt.date(2025, 1, 1)
+    days: int = 365
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    paths: DataPaths
+    start_date: dt.date
+    end_date: dt.date | None = None
+    timezone: str = "UTC"
+    forecast: ForecastConfig = field(default_factory=ForecastConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+
+    @property
+    def first_model_week(self) -> dt.date:
+        """Monday of the first week with `min_history_days` of history before it."""
+        earliest = self.start_date + dt.timedelta(days=self.forecast.min_history_days)
+        return earliest + dt.timedelta(days=(7 - earliest.weekday()) % 7)
+
+
+def _date(value: object, key: str) -> dt.date:
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError as exc:
+        raise ConfigError(f"{key}: expected a YYYY-MM-DD date, got {value!r}") from exc
+
+
+def _names(section: dict, key: str) -> tuple[str, ...]:
+    return tuple(validate_identifier(n) for n in section.get(key, []))
+
+
+def parse_config(raw: dict, base_dir: Path) -> ProjectConfig:
+    data = raw.get("data", {})
+    root = Path(os.environ.get(DATA_ROOT_ENV) or data.get("root", "data"))
+    if not root.is_absolute():
+        root = (base_dir / root).resolve()
+    cal = raw.get("calendar", {})
+    if "start_date" not in cal:
+        raise ConfigError("calendar.start_date is required")
+    fc = raw.get("forecast", {})
+    forecast = ForecastConfig(**{k: int(v) for k, v in fc.items()})
+    if forecast.horizon < 1 or forecast.lookback_days < 28:
+        raise ConfigError("forecast.horizon must be >= 1 and forecast.lookback_days >= 28")
+    feats = raw.get("features", {})
+    features = FeatureConfig(
+        known_in_advance=_names(feats, "known_in_advance"),
+        calendar=_names(feats, "calendar"),
+        product_attributes=_names(feats, "product_attributes"),
+        store_attributes=_names(feats, "store_attributes"),
+    )
+    demo_raw = dict(raw.get("demo", {}))
+    if "start_date" in demo_raw:
+        demo_raw["start_date"] = _date(demo_raw["start_date"], "demo.start_date")
+    return ProjectConfig(
+        paths=DataPaths(root),
+        start_date=_date(cal["start_date"], "calendar.start_date"),
+        end_date=_date(cal["end_date"], "calendar.end_date") if cal.get("end_date") else None,
+        timezone=cal.get("timezone", "UTC"),
+        forecast=forecast,
+        features=features,
+        demo=DemoConfig(**demo_raw),
+    )
+
+
+def load_config(path: str | os.PathLike | None = None) -> ProjectConfig:
+    path = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE).resolve()
+    if not path.exists():
+        raise ConfigError(f"project config {path} not found (set {CONFIG_ENV})")
+    with path.open("rb") as f:
+        raw = tomllib.load(f)
+    return parse_config(raw, path.parent)

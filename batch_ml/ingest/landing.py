@@ -1,0 +1,59 @@
+"""Find landing files. The pipeline only ever reads the landing zone: nothing here writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from batch_ml.ingest.contract import ContractViolation, Source
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    source: str
+    path: Path
+    partition: dt.date | None
+    size: int
+    mtime_ns: int
+
+
+def landing_path(landing_root: Path, source: Source, day: dt.date | None = None) -> Path:
+    return landing_root / source.name / source.file_name(day)
+
+
+def discover(landing_root: Path, source: Source) -> tuple[list[LandingFile], list[str]]:
+    """Valid files of a source, and the problems with the names that break the contract.
+
+    Hidden files and names ending in .tmp/.part/.partial are files still being written
+    and are neither listed nor reported.
+    """
+    folder = landing_root / source.name
+    found: list[LandingFile] = []
+    problems: list[str] = []
+    if not folder.is_dir():
+        return found, problems
+    for path in sorted(folder.iterdir()):
+        name = path.name
+        if name.startswith(".") or name.endswith((".tmp", ".part", ".partial")):
+            continue
+        if not path.is_file():
+            problems.append(f"{path}: not a regular file")
+            continue
+        try:
+            partition = source.partition_of(name)
+        except ContractViolation as exc:
+            problems.append(str(exc))
+            continue
+        stat = path.stat()
+        found.append(LandingFile(source.name, path, partition, stat.st_size, stat.st_mtime_ns))
+    return found, problems
+
+
+def content_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
