@@ -1,0 +1,172 @@
+"""Training and inference with LightGBM (pure functions, no Dagster).
+
+One direct multi-horizon model: the lead is a feature. Training is deterministic for the
+same data, parameters, seed and thread count (LightGBM `deterministic=True`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+
+from batch_ml.ml.features import (
+    BASELINE_COLUMNS,
+    SERIES_KEYS,
+    TARGET,
+    categorical_columns,
+    feature_columns,
+)
+from batch_ml.ml.metrics import accuracy
+
+DEFAULT_PARAMS = {
+    "objective": "tweedie",
+    "tweedie_variance_power": 1.2,
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_data_in_leaf": 40,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "deterministic": True,
+    "force_col_wise": True,
+    "verbosity": -1,
+}
+MAX_ROUNDS = 400
+EARLY_STOPPING_ROUNDS = 30
+VALIDATION_DAYS = 14
+
+
+class NotEnoughDataError(ValueError):
+    """The training window holds too few examples to fit and validate a model."""
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    booster: lgb.Booster
+    features: list[str]
+    params: dict
+    best_iteration: int
+    train_rows: int
+    valid_rows: int
+    validation: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def model_text(self) -> str:
+        return self.booster.model_to_string(num_iteration=self.best_iteration)
+
+    @property
+    def version(self) -> str:
+        """Content-derived version: the same model bytes always get the same id."""
+        return hashlib.sha256(self.model_text.encode("utf-8")).hexdigest()[:16]
+
+
+def training_examples(
+    features: pl.LazyFrame, actuals: pl.LazyFrame, cutoff: dt.date
+) -> pl.LazyFrame:
+    """Feature rows joined with the actual units of their target day, for targets < cutoff.
+
+    A series absent from a day's sales file sold nothing that day (data contract), so a
+    missing actual is 0 for days whose sales were loaded.
+    """
+    loaded_days = actuals.select(pl.col("date").unique().alias("target_date"))
+    target = actuals.select(
+        pl.col("date").alias("target_date"), *SERIES_KEYS, pl.col(TARGET)
+    )
+    return (
+        features.filter(pl.col("target_date") < cutoff)
+        .join(loaded_days, on="target_date", how="semi")
+        .join(target, on=["target_date", *SERIES_KEYS], how="left")
+        .with_columns(pl.col(TARGET).fill_null(0.0))
+    )
+
+
+def _matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
+    return frame.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy()
+
+
+def train_model(
+    examples: pl.DataFrame, seed: int, num_threads: int, params: dict | None = None
+) -> TrainedModel:
+    """Fit on all but the last VALIDATION_DAYS target days; stop early on those days."""
+    if examples.is_empty():
+        raise NotEnoughDataError("no training examples in the training window")
+    examples = examples.sort("target_date", *SERIES_KEYS, "forecast_date", "lead")
+    last = examples["target_date"].max()
+    valid_start = last - dt.timedelta(days=VALIDATION_DAYS - 1)
+    train = examples.filter(pl.col("target_date") < valid_start)
+    valid = examples.filter(pl.col("target_date") >= valid_start)
+    if train.height < 100 or valid.is_empty():
+        raise NotEnoughDataError(
+            f"{train.height} training and {valid.height} validation rows: need more history"
+        )
+    features = feature_columns(examples.columns)
+    categorical = categorical_columns(features)
+    full_params = {**DEFAULT_PARAMS, **(params or {}), "seed": seed, "num_threads": num_threads}
+    dtrain = lgb.Dataset(
+        _matrix(train, features), label=train[TARGET].to_numpy(),
+        feature_name=features, categorical_feature=categorical, free_raw_data=False,
+    )
+    dvalid = lgb.Dataset(_matrix(valid, features), label=valid[TARGET].to_numpy(),
+                         reference=dtrain)
+    booster = lgb.train(
+        full_params, dtrain, num_boost_round=MAX_ROUNDS, valid_sets=[dvalid],
+        callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
+    )
+    best = booster.best_iteration or MAX_ROUNDS
+    scored = valid.with_columns(
+        prediction=pl.Series(_predict_array(booster, valid, features, best))
+    )
+    validation = {
+        f"valid_wape_{method}": accuracy(scored, column)["wape"]
+        for method, column in {"model": "prediction", **BASELINE_COLUMNS}.items()
+    }
+    return TrainedModel(booster, features, full_params, best, train.height, valid.height,
+                        validation)
+
+
+def _predict_array(booster, frame: pl.DataFrame, features: list[str], iteration: int):
+    if frame.is_empty():
+        return np.zeros(0)
+    return np.clip(booster.predict(_matrix(frame, features), num_iteration=iteration), 0, None)
+
+
+def load_booster(model_text: str) -> lgb.Booster:
+    return lgb.Booster(model_str=model_text)
+
+
+def predict(booster: lgb.Booster, features: pl.DataFrame, model_version: str) -> pl.DataFrame:
+    """Forecast rows for a feature frame: one row per origin, target day and series."""
+    names = booster.feature_name()
+    missing = [c for c in names if c not in features.columns]
+    if missing:
+        raise ValueError(f"feature frame lacks model inputs {missing}")
+    values = _predict_array(booster, features, names, booster.current_iteration())
+    return features.select("forecast_date", "target_date", "lead", *SERIES_KEYS).with_columns(
+        prediction=pl.Series(values, dtype=pl.Float64),
+        model_version=pl.lit(model_version),
+    )
+
+
+def model_card(model: TrainedModel, window: tuple[dt.date, dt.date]) -> dict:
+    return {
+        "version": model.version,
+        "features": model.features,
+        "params": model.params,
+        "best_iteration": model.best_iteration,
+        "train_rows": model.train_rows,
+        "valid_rows": model.valid_rows,
+        "window_start": window[0].isoformat(),
+        "window_end": window[1].isoformat(),
+        **model.validation,
+    }
+
+
+def dumps_card(card: dict) -> str:
+    return json.dumps(card, indent=1, sort_keys=True)
