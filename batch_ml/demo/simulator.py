@@ -34,9 +34,14 @@ REGIONS = ("north", "south", "east", "west")
 STORE_SIZES = {"small": 0.6, "medium": 1.0, "large": 1.6}
 # (month, day): (demand multiplier, stores closed)
 HOLIDAYS = {
-    (1, 1): (0.0, True), (5, 1): (0.7, False), (7, 4): (1.3, False),
-    (10, 31): (1.4, False), (11, 27): (0.6, False), (12, 24): (1.6, False),
-    (12, 25): (0.0, True), (12, 31): (1.3, False),
+    (1, 1): (0.0, True),
+    (5, 1): (0.7, False),
+    (7, 4): (1.3, False),
+    (10, 31): (1.4, False),
+    (11, 27): (0.6, False),
+    (12, 24): (1.6, False),
+    (12, 25): (0.0, True),
+    (12, 31): (1.3, False),
 }
 
 
@@ -65,11 +70,13 @@ def simulate(spec: SimulationSpec) -> dict[str, pl.DataFrame]:
     dates = [spec.start_date + dt.timedelta(days=d) for d in range(n_days)]
     n_s, n_i = spec.stores, spec.items
 
-    stores = pl.DataFrame({
-        "store_id": [f"S{s + 1:02d}" for s in range(n_s)],
-        "region": [REGIONS[s % len(REGIONS)] for s in range(n_s)],
-        "store_size": [list(STORE_SIZES)[int(x)] for x in rng.integers(0, 3, n_s)],
-    })
+    stores = pl.DataFrame(
+        {
+            "store_id": [f"S{s + 1:02d}" for s in range(n_s)],
+            "region": [REGIONS[s % len(REGIONS)] for s in range(n_s)],
+            "store_size": [list(STORE_SIZES)[int(x)] for x in rng.integers(0, 3, n_s)],
+        }
+    )
     store_factor = np.array([STORE_SIZES[z] for z in stores["store_size"]])
 
     category = [CATEGORIES[int(c)] for c in rng.integers(0, len(CATEGORIES), n_i)]
@@ -84,12 +91,14 @@ def simulate(spec: SimulationSpec) -> dict[str, pl.DataFrame]:
         -rng.integers(30, 1000, n_i),
     )
     launch = [spec.start_date + dt.timedelta(days=int(o)) for o in launch_offset]
-    products = pl.DataFrame({
-        "item_id": [f"I{i + 1:03d}" for i in range(n_i)],
-        "category": category,
-        "base_price": base_price,
-        "launch_date": launch,
-    })
+    products = pl.DataFrame(
+        {
+            "item_id": [f"I{i + 1:03d}" for i in range(n_i)],
+            "category": category,
+            "base_price": base_price,
+            "launch_date": launch,
+        }
+    )
 
     day_idx = np.arange(n_days)
     dow = np.array([d.weekday() for d in dates])
@@ -120,8 +129,10 @@ def simulate(spec: SimulationSpec) -> dict[str, pl.DataFrame]:
     for t, s, i in zip(*np.nonzero(starts), strict=True):
         on_promo[t : t + run_len[t, s, i], s, i] = 1
     discount = rng.choice([0.1, 0.15, 0.2, 0.3], size=(n_s, n_i))
-    price_move = np.cumprod(np.where(rng.random((n_days, n_i)) < 0.004,
-                                     rng.uniform(0.9, 1.12, (n_days, n_i)), 1.0), axis=0)
+    price_move = np.cumprod(
+        np.where(rng.random((n_days, n_i)) < 0.004, rng.uniform(0.9, 1.12, (n_days, n_i)), 1.0),
+        axis=0,
+    )
     regular_price = base_price[None, :] * price_move  # days x items
     price = np.round(regular_price[:, None, :] * (1 - discount[None] * on_promo), 2)
 
@@ -144,29 +155,46 @@ def simulate(spec: SimulationSpec) -> dict[str, pl.DataFrame]:
     t_idx, s_idx, i_idx = np.meshgrid(
         np.arange(n_days), np.arange(n_s), np.arange(n_i), indexing="ij"
     )
-    grid = pl.DataFrame({
-        "t": t_idx.ravel(), "s": s_idx.ravel(), "i": i_idx.ravel(),
-        "units": units.ravel(), "price": price.ravel(), "on_promo": on_promo.ravel(),
-        "launched": np.broadcast_to(launched[:, None, :], shape).ravel(),
-        "closed": np.broadcast_to(closed[:, None, None], shape).ravel(),
-    }).with_columns(
-        date=pl.lit(pl.Series(dates)).gather(pl.col("t")),
-        store_id=pl.lit(stores["store_id"]).gather(pl.col("s")),
-        item_id=pl.lit(products["item_id"]).gather(pl.col("i")),
-    ).filter("launched")
+    grid = (
+        pl.DataFrame(
+            {
+                "t": t_idx.ravel(),
+                "s": s_idx.ravel(),
+                "i": i_idx.ravel(),
+                "units": units.ravel(),
+                "price": price.ravel(),
+                "on_promo": on_promo.ravel(),
+                "launched": np.broadcast_to(launched[:, None, :], shape).ravel(),
+                "closed": np.broadcast_to(closed[:, None, None], shape).ravel(),
+            }
+        )
+        .with_columns(
+            date=pl.lit(pl.Series(dates)).gather(pl.col("t")),
+            store_id=pl.lit(stores["store_id"]).gather(pl.col("s")),
+            item_id=pl.lit(products["item_id"]).gather(pl.col("i")),
+        )
+        .filter("launched")
+    )
 
-    sales = (
-        grid.filter(pl.col("t") < spec.days, ~pl.col("closed"))
-        .select("date", "store_id", "item_id", "units", "price",
-                pl.col("on_promo").cast(pl.Int64))
+    sales = grid.filter(pl.col("t") < spec.days, ~pl.col("closed")).select(
+        "date", "store_id", "item_id", "units", "price", pl.col("on_promo").cast(pl.Int64)
     )
     plans = grid.select(
-        "date", "store_id", "item_id", "price", pl.col("on_promo").cast(pl.Float64),
+        "date",
+        "store_id",
+        "item_id",
+        "price",
+        pl.col("on_promo").cast(pl.Float64),
         is_open=(~pl.col("closed")).cast(pl.Float64),
     )
     calendar = pl.DataFrame({"date": dates, "is_holiday": is_holiday.astype(np.float64)})
-    return {"sales": sales, "plans": plans, "calendar": calendar,
-            "products": products, "stores": stores}
+    return {
+        "sales": sales,
+        "plans": plans,
+        "calendar": calendar,
+        "products": products,
+        "stores": stores,
+    }
 
 
 def write_landing(spec: SimulationSpec, landing_root: Path) -> dict[str, int]:
@@ -174,9 +202,11 @@ def write_landing(spec: SimulationSpec, landing_root: Path) -> dict[str, int]:
     frames = simulate(spec)
     root = Path(landing_root)
     counts = {"sales": 0, "plans": 0}
-    for (day,), part in frames["sales"].sort("date", "store_id", "item_id").group_by(
-        "date", maintain_order=True
-    ):
+    sales = frames["sales"].sort("date", "store_id", "item_id")
+    for k in range(spec.days):
+        day = spec.start_date + dt.timedelta(days=k)
+        # Every day gets a file; a day when all stores are closed has only the header.
+        part = sales.filter(pl.col("date") == day)
         path = root / "sales" / f"sales_{day.isoformat()}.csv"
         _atomic_write(path, lambda p, part=part: part.write_csv(p))
         counts["sales"] += 1
@@ -189,11 +219,13 @@ def write_landing(spec: SimulationSpec, landing_root: Path) -> dict[str, int]:
         path = root / "plans" / f"plans_{day.isoformat()}.parquet"
         _atomic_write(path, lambda p, w=window: w.write_parquet(p))
         counts["plans"] += 1
-    _atomic_write(root / "calendar" / "calendar.parquet",
-                  lambda p: frames["calendar"].write_parquet(p))
+    _atomic_write(
+        root / "calendar" / "calendar.parquet", lambda p: frames["calendar"].write_parquet(p)
+    )
     for name in ("products", "stores"):
         records = frames[name].with_columns(pl.col(pl.Date).cast(pl.String)).to_dicts()
-        _atomic_write(root / name / f"{name}.json",
-                      lambda p, r=records: p.write_text(json.dumps(r, indent=1)))
+        _atomic_write(
+            root / name / f"{name}.json", lambda p, r=records: p.write_text(json.dumps(r, indent=1))
+        )
     counts.update(calendar=1, products=1, stores=1)
     return counts

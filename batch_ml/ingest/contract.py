@@ -81,8 +81,12 @@ def sources(features: FeatureConfig) -> dict[str, Source]:
             name="sales",
             file_pattern=re.compile(rf"sales_{_DATE}\.csv"),
             file_format="csv",
-            required={"date": pl.Date(), "store_id": pl.String(), "item_id": pl.String(),
-                      TARGET: num},
+            required={
+                "date": pl.Date(),
+                "store_id": pl.String(),
+                "item_id": pl.String(),
+                TARGET: num,
+            },
             # Observed values of the known-in-advance covariates may come with the actuals.
             optional={"price": num, "on_promo": num, **known},
             primary_key=("date", *SERIES_KEYS),
@@ -151,7 +155,9 @@ def _read_raw(path: Path, source: Source) -> pl.DataFrame:
     except ContractViolation:
         raise
     except (pl.exceptions.PolarsError, json.JSONDecodeError, OSError) as exc:
-        raise ContractViolation(path, [f"cannot be parsed as {source.file_format}: {exc}"]) from None
+        raise ContractViolation(
+            path, [f"cannot be parsed as {source.file_format}: {exc}"]
+        ) from None
     if source.file_format == "csv" and frame.columns:
         # A UTF-8 byte-order mark would otherwise become part of the first column name.
         frame = frame.rename({frame.columns[0]: frame.columns[0].lstrip("\ufeff")})
@@ -266,8 +272,13 @@ def read_landing_file(
     partition date, plan rows target dates in (day, day + horizon].
     """
     source.partition_of(path.name)
-    frame = _validate_dates(validate(_cast(_read_raw(path, source), path, source), path, source),
-                            path, source, day, horizon)
+    frame = _validate_dates(
+        validate(_cast(_read_raw(path, source), path, source), path, source),
+        path,
+        source,
+        day,
+        horizon,
+    )
     return frame.drop(ROW)
 
 

@@ -75,8 +75,7 @@ def dense_history(
         .drop("first")
     )
     return (
-        grid.join(window.with_columns(observed=pl.lit(True)), on=["date", *SERIES_KEYS],
-                  how="left")
+        grid.join(window.with_columns(observed=pl.lit(True)), on=["date", *SERIES_KEYS], how="left")
         .with_columns(
             pl.col(TARGET).fill_null(0.0),
             pl.col("observed").fill_null(False),
@@ -98,21 +97,38 @@ def origin_features(history: pl.LazyFrame, lookback_days: int) -> pl.LazyFrame:
         # rounding keeps a feature identical whether one origin or a range is computed.
         y.rolling_std(28, min_samples=2).over(by).round(6).alias("roll_std_28"),
         y.rolling_max(28, min_samples=1).over(by).alias("roll_max_28"),
-        (y == 0).cast(pl.Float64).rolling_mean(28, min_samples=1).over(by).round(6)
+        (y == 0)
+        .cast(pl.Float64)
+        .rolling_mean(28, min_samples=1)
+        .over(by)
+        .round(6)
         .alias("zero_share_28"),
         y.rolling_mean(lookback_days, min_samples=1).over(by).round(6).alias("roll_mean_lookback"),
-        pl.col("observed").cast(pl.Int32).rolling_sum(ACTIVE_DAYS, min_samples=1).over(by)
+        pl.col("observed")
+        .cast(pl.Int32)
+        .rolling_sum(ACTIVE_DAYS, min_samples=1)
+        .over(by)
         .alias("_observed_recently"),
         # Capped at the lookback so that a longer loaded history cannot change the value.
         (pl.col("date") - pl.when(y > 0).then(pl.col("date")).forward_fill().over(by))
-        .dt.total_days().fill_null(lookback_days).clip(upper_bound=lookback_days)
-        .cast(pl.Float64).alias("days_since_sale"),
-        (pl.col("date") - pl.col("date").min().over(by)).dt.total_days()
-        .clip(upper_bound=lookback_days - 1).cast(pl.Float64).alias("series_age"),
+        .dt.total_days()
+        .fill_null(lookback_days)
+        .clip(upper_bound=lookback_days)
+        .cast(pl.Float64)
+        .alias("days_since_sale"),
+        (pl.col("date") - pl.col("date").min().over(by))
+        .dt.total_days()
+        .clip(upper_bound=lookback_days - 1)
+        .cast(pl.Float64)
+        .alias("series_age"),
     ]
     if "price" in history.collect_schema().names():
         exprs.append(
-            pl.col("price").forward_fill().rolling_mean(28, min_samples=1).over(by).round(6)
+            pl.col("price")
+            .forward_fill()
+            .rolling_mean(28, min_samples=1)
+            .over(by)
+            .round(6)
             .alias("_recent_price")
         )
     return history.with_columns(exprs)
@@ -173,8 +189,10 @@ def build_features(
         rows = rows.join(cal, on="target_date", how="left")
     if plans is not None and known_in_advance:
         plan = plans.select(
-            pl.col("plan_date").alias("forecast_date"), pl.col("date").alias("target_date"),
-            *SERIES_KEYS, *[pl.col(c).alias(f"plan_{c}") for c in known_in_advance],
+            pl.col("plan_date").alias("forecast_date"),
+            pl.col("date").alias("target_date"),
+            *SERIES_KEYS,
+            *[pl.col(c).alias(f"plan_{c}") for c in known_in_advance],
         )
         rows = rows.join(plan, on=["forecast_date", "target_date", *SERIES_KEYS], how="left")
         if "price" in known_in_advance and "_recent_price" in rows.collect_schema().names():
@@ -182,11 +200,17 @@ def build_features(
                 plan_price_vs_recent=pl.col("plan_price") / pl.col("_recent_price")
             )
     if products is not None and product_attributes:
-        rows = rows.join(encode_attributes(products, "item_id", product_attributes).lazy(),
-                         on="item_id", how="left")
+        rows = rows.join(
+            encode_attributes(products, "item_id", product_attributes).lazy(),
+            on="item_id",
+            how="left",
+        )
     if stores is not None and store_attributes:
-        rows = rows.join(encode_attributes(stores, "store_id", store_attributes).lazy(),
-                         on="store_id", how="left")
+        rows = rows.join(
+            encode_attributes(stores, "store_id", store_attributes).lazy(),
+            on="store_id",
+            how="left",
+        )
 
     drop = [f"lag_{k}" for k in range(RECENT_LAGS, 7 * SAME_WEEKDAY_WEEKS)]
     drop += ["observed", "_observed_recently", TARGET, "_recent_price", *extra]

@@ -53,8 +53,11 @@ def accuracy(frame: pl.DataFrame, forecast: str, actual: str = "units") -> dict[
     """Scalar metrics of one forecast column against the actuals."""
     row = frame.select(error_sums(pl.col(actual), pl.col(forecast))).with_columns(ratios())
     out = row.row(0, named=True)
-    return {k: (float("nan") if v is None else float(v)) for k, v in out.items()
-            if k in ("wape", "mae", "rmse", "bias", "n")}
+    return {
+        k: (float("nan") if v is None else float(v))
+        for k, v in out.items()
+        if k in ("wape", "mae", "rmse", "bias", "n")
+    }
 
 
 def is_finite(value: float | None) -> bool:

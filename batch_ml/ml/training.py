@@ -76,9 +76,7 @@ def training_examples(
     missing actual is 0 for days whose sales were loaded.
     """
     loaded_days = actuals.select(pl.col("date").unique().alias("target_date"))
-    target = actuals.select(
-        pl.col("date").alias("target_date"), *SERIES_KEYS, pl.col(TARGET)
-    )
+    target = actuals.select(pl.col("date").alias("target_date"), *SERIES_KEYS, pl.col(TARGET))
     return (
         features.filter(pl.col("target_date") < cutoff)
         .join(loaded_days, on="target_date", how="semi")
@@ -110,13 +108,18 @@ def train_model(
     categorical = categorical_columns(features)
     full_params = {**DEFAULT_PARAMS, **(params or {}), "seed": seed, "num_threads": num_threads}
     dtrain = lgb.Dataset(
-        _matrix(train, features), label=train[TARGET].to_numpy(),
-        feature_name=features, categorical_feature=categorical, free_raw_data=False,
+        _matrix(train, features),
+        label=train[TARGET].to_numpy(),
+        feature_name=features,
+        categorical_feature=categorical,
+        free_raw_data=False,
     )
-    dvalid = lgb.Dataset(_matrix(valid, features), label=valid[TARGET].to_numpy(),
-                         reference=dtrain)
+    dvalid = lgb.Dataset(_matrix(valid, features), label=valid[TARGET].to_numpy(), reference=dtrain)
     booster = lgb.train(
-        full_params, dtrain, num_boost_round=MAX_ROUNDS, valid_sets=[dvalid],
+        full_params,
+        dtrain,
+        num_boost_round=MAX_ROUNDS,
+        valid_sets=[dvalid],
         callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
     )
     best = booster.best_iteration or MAX_ROUNDS
@@ -127,8 +130,9 @@ def train_model(
         f"valid_wape_{method}": accuracy(scored, column)["wape"]
         for method, column in {"model": "prediction", **BASELINE_COLUMNS}.items()
     }
-    return TrainedModel(booster, features, full_params, best, train.height, valid.height,
-                        validation)
+    return TrainedModel(
+        booster, features, full_params, best, train.height, valid.height, validation
+    )
 
 
 def _predict_array(booster, frame: pl.DataFrame, features: list[str], iteration: int):

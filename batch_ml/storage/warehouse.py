@@ -72,9 +72,11 @@ def ensure_views(path: Path, tables_root: Path, names: list[str]) -> list[str]:
 
 def refresh_views(path: Path, tables_root: Path) -> list[str]:
     """(Re)create a view for every table under `tables_root`, e.g. after the root moved."""
-    names = sorted(
-        p.name for p in Path(tables_root).iterdir() if p.is_dir() and _NAME.match(p.name)
-    ) if Path(tables_root).is_dir() else []
+    names = (
+        sorted(p.name for p in Path(tables_root).iterdir() if p.is_dir() and _NAME.match(p.name))
+        if Path(tables_root).is_dir()
+        else []
+    )
     names = [n for n in names if any((Path(tables_root) / n).glob("*.parquet"))]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with connect(path, read_only=False) as con:

@@ -1,0 +1,188 @@
+"""`batch-ml`: generate demo data, run the demo through a persistent Dagster instance.
+
+The last line of `batch-ml demo` is one JSON object, for scripts and CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from batch_ml.config import ProjectConfig, load_config
+from batch_ml.demo.simulator import SimulationSpec, write_landing
+from batch_ml.ingest.landing import discover
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def echo(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def ensure_dagster_home(project_dir: Path) -> Path:
+    """Use $DAGSTER_HOME, or the project's `.dagster_home` with the project's dagster.yaml."""
+    home = Path(os.environ.get("DAGSTER_HOME") or project_dir / ".dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    template = project_dir / "dagster.yaml"
+    if template.exists() and not (home / "dagster.yaml").exists():
+        shutil.copyfile(template, home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def generate(cfg: ProjectConfig, force: bool = False) -> dict[str, int] | None:
+    """Write the demo landing files unless sales files are already there."""
+    from batch_ml.ingest.contract import sources
+
+    existing, _ = discover(cfg.paths.landing, sources(cfg.features)["sales"])
+    if existing and not force:
+        return None
+    d = cfg.demo
+    spec = SimulationSpec(stores=d.stores, items=d.items, start_date=d.start_date, days=d.days,
+                          seed=d.seed, horizon=cfg.forecast.horizon)
+    return write_landing(spec, cfg.paths.landing)
+
+
+def _sales_days(cfg: ProjectConfig) -> tuple[dt.date, dt.date]:
+    from batch_ml.ingest.contract import sources
+
+    files, _ = discover(cfg.paths.landing, sources(cfg.features)["sales"])
+    days = sorted(f.partition for f in files if f.partition >= cfg.start_date)
+    if cfg.end_date:
+        days = [d for d in days if d < cfg.end_date]
+    if not days:
+        raise SystemExit(f"no sales files in {cfg.paths.landing / 'sales'}")
+    return days[0], days[-1]
+
+
+def run_pipeline(cfg: ProjectConfig, instance) -> dict:
+    """Materialize the whole graph for the period that has sales files, one run per stage.
+
+    Each stage runs as one run over its whole partition range (assets process a range in one
+    step), so the instance records every partition and the UI shows them with their runs.
+    """
+    from batch_ml.definitions import build_definitions
+
+    defs = build_definitions(cfg)
+    first_day, last_day = _sales_days(cfg)
+    first_week = cfg.first_model_week
+    last_week = last_day - dt.timedelta(days=last_day.weekday())
+    if last_day < first_week:
+        raise SystemExit(f"sales end on {last_day}: the first model week is {first_week}")
+    stages = [
+        ("reference_data_job", None),
+        ("ingest_job", (first_day, last_day)),
+        ("training_job", (first_week, last_week)),
+        ("forecast_job", (first_week, last_day)),
+        ("report_job", None),
+    ]
+    timings = {}
+    for job_name, window in stages:
+        tags = {} if window is None else {RANGE_START: window[0].isoformat(),
+                                          RANGE_END: window[1].isoformat()}
+        start = time.perf_counter()
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance, tags=tags, run_config=QUIET_LOGS, raise_on_error=True
+        )
+        timings[job_name] = round(time.perf_counter() - start, 2)
+        span = f" {window[0]}..{window[1]}" if window else ""
+        echo(f"  {job_name:<20}{span:<24} {timings[job_name]:>7.2f} s  run {result.run_id[:8]}")
+    return {"first_day": first_day, "last_day": last_day, "first_week": first_week,
+            "timings": timings}
+
+
+def demo_summary(cfg: ProjectConfig, instance, run: dict, elapsed: float) -> dict:
+    import dagster as dg
+
+    def latest_metadata(key: str) -> dict:
+        records = instance.fetch_materializations(dg.AssetKey(key), limit=1).records
+        return records[0].asset_materialization.metadata if records else {}
+
+    report = latest_metadata("accuracy_report")
+    model = latest_metadata("demand_model")
+    counts = {
+        key: len(instance.get_materialized_partitions(dg.AssetKey(key)))
+        for key in ("sales", "demand_features", "predictions", "forecast_accuracy")
+    }
+    counts["demand_model"] = len(instance.get_materialized_partitions(dg.AssetKey("demand_model")))
+
+    def value(md, key):
+        v = md.get(key)
+        return None if v is None else v.value
+
+    return {
+        "partitions": counts,
+        "period": [run["first_day"].isoformat(), run["last_day"].isoformat()],
+        "evaluation_window": [value(report, "first_day"), value(report, "last_day")],
+        "model_version": value(model, "model_version"),
+        "wape_model": value(report, "wape_model"),
+        "wape_seasonal_naive": value(report, "wape_seasonal_naive"),
+        "wape_moving_average": value(report, "wape_moving_average"),
+        "report": value(report, "report"),
+        "warehouse": str(cfg.paths.warehouse),
+        "dagster_home": os.environ.get("DAGSTER_HOME"),
+        "seconds": round(elapsed, 1),
+        "stage_seconds": run["timings"],
+    }
+
+
+def cmd_demo(args) -> int:
+    started = time.perf_counter()
+    config_path = Path(args.config or os.environ.get("BATCH_ML_CONFIG") or "batch_ml.toml")
+    cfg = load_config(config_path)
+    home = ensure_dagster_home(config_path.resolve().parent)
+    written = generate(cfg)
+    echo("batch_ml demo")
+    echo(f"  landing data: {cfg.paths.landing}" + (
+        f" (generated {written['sales']} sales days)" if written else " (already present)"))
+    echo(f"  Dagster instance: {home}")
+
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        run = run_pipeline(cfg, instance)
+        summary = demo_summary(cfg, instance, run, time.perf_counter() - started)
+    improvement = 1 - summary["wape_model"] / summary["wape_seasonal_naive"]
+    echo()
+    echo(f"Forecast accuracy {summary['evaluation_window'][0]}..{summary['evaluation_window'][1]}"
+         f" (WAPE, lower is better):")
+    echo(f"  model            {summary['wape_model']:.3f}   "
+         f"({improvement:.1%} lower than seasonal naive)")
+    echo(f"  seasonal naive   {summary['wape_seasonal_naive']:.3f}")
+    echo(f"  moving average   {summary['wape_moving_average']:.3f}")
+    echo(f"Predictions: `select * from predictions` in {summary['warehouse']} (read-only)")
+    echo(f"Report: {summary['report']}")
+    echo(f"Done in {summary['seconds']} s. `make ui` shows the runs and partitions.")
+    echo(json.dumps(summary, default=str))
+    return 0
+
+
+def cmd_generate(args) -> int:
+    cfg = load_config(args.config)
+    written = generate(cfg, force=True)
+    echo(json.dumps({"landing": str(cfg.paths.landing), "files": written}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="batch-ml", description=__doc__)
+    parser.add_argument("--config", help="project config file (default: $BATCH_ML_CONFIG or "
+                        "batch_ml.toml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="generate demo data if absent and materialize the whole graph")
+    sub.add_parser("generate", help="(re)write the demo landing files from the [demo] config")
+    args = parser.parse_args(argv)
+    return {"demo": cmd_demo, "generate": cmd_generate}[args.command](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

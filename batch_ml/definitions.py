@@ -1,0 +1,46 @@
+"""The Dagster code location: every asset, check, job, schedule, sensor and resource.
+
+Definitions are built from the project configuration (batch_ml.toml, or BATCH_ML_CONFIG), so
+a test or another deployment builds the same graph over other data by passing a config.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from batch_ml.config import ProjectConfig, load_config
+from batch_ml.defs import evaluation, features, model, predictions, sources
+from batch_ml.defs.common import BuildContext
+from batch_ml.defs.jobs import build_jobs, build_landing_sensor, build_schedules
+from batch_ml.defs.resources import LandingZone, ModelStore, ParquetTableIOManager
+
+
+def build_definitions(cfg: ProjectConfig) -> dg.Definitions:
+    b = BuildContext.from_config(cfg)
+    assets = [
+        *sources.build(b),
+        *features.build(b),
+        *model.build(b),
+        *predictions.build(b),
+        *evaluation.build(b),
+    ]
+    jobs = build_jobs(b)
+    paths = cfg.paths
+    return dg.Definitions(
+        assets=assets,
+        jobs=list(jobs.values()),
+        schedules=build_schedules(b, jobs),
+        sensors=[build_landing_sensor(b, jobs)],
+        resources={
+            "io_manager": ParquetTableIOManager(
+                tables_root=str(paths.tables), warehouse_path=str(paths.warehouse)
+            ),
+            "landing": LandingZone(root=str(paths.landing)),
+            "model_store": ModelStore(root=str(paths.models)),
+        },
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(load_config())

@@ -1,0 +1,44 @@
+"""Shared wiring for the stage modules: build context, owners, cost metadata."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from batch_ml.config import ProjectConfig
+from batch_ml.defs.partitions import Partitioning
+from batch_ml.ingest.contract import Source, sources
+
+OWNERS = ["team:forecasting"]
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    cfg: ProjectConfig
+    parts: Partitioning
+    sources: dict[str, Source]
+
+    @staticmethod
+    def from_config(cfg: ProjectConfig) -> BuildContext:
+        return BuildContext(cfg, Partitioning.from_config(cfg), sources(cfg.features))
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+@contextmanager
+def measured() -> Iterator[dict]:
+    """Wall time and the process's peak RSS, as metadata for the cost of a partition."""
+    cost: dict = {}
+    start = time.perf_counter()
+    try:
+        yield cost
+    finally:
+        cost["duration_s"] = round(time.perf_counter() - start, 3)
+        cost["peak_rss_mb"] = round(_peak_rss_mb(), 1)

@@ -1,0 +1,74 @@
+"""Stage `features`: point-in-time features per forecast origin, series and lead."""
+
+import dagster as dg
+import polars as pl
+
+from batch_ml.defs.common import OWNERS, BuildContext, measured
+from batch_ml.defs.partitions import partition_dates
+from batch_ml.ml.features import build_features
+
+GROUP = "features"
+
+
+def build(b: BuildContext) -> list:
+    cfg, f = b.cfg, b.cfg.features
+
+    @dg.asset(
+        name="demand_features",
+        group_name=GROUP,
+        partitions_def=b.parts.daily,
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
+        kinds={"polars"},
+        owners=OWNERS,
+        code_version="features-v1",
+        metadata={"partition_column": "forecast_date"},
+        ins={
+            "sales": dg.AssetIn(partition_mapping=b.parts.lookback),
+            "plans": dg.AssetIn(),
+            "calendar": dg.AssetIn(),
+            "products": dg.AssetIn(),
+            "stores": dg.AssetIn(),
+        },
+        description=(
+            "One row per forecast origin D, active series and lead 1..horizon with features "
+            "known at the end of D: lags, same-weekday lags, rolling statistics over the "
+            f"{cfg.forecast.lookback_days}-day lookback (a partition mapping on `sales`), "
+            "calendar, planned price/promotion, store and product attributes, and the two "
+            "baseline forecasts (seasonal naive, 28-day moving average)."
+        ),
+    )
+    def demand_features(
+        context: dg.AssetExecutionContext,
+        sales: pl.LazyFrame,
+        plans: pl.LazyFrame,
+        calendar: pl.LazyFrame,
+        products: pl.LazyFrame,
+        stores: pl.LazyFrame,
+    ):
+        days = partition_dates(context)
+        with measured() as cost:
+            frame = build_features(
+                sales,
+                days[0],
+                days[-1],
+                cfg.forecast.horizon,
+                cfg.forecast.lookback_days,
+                plans=plans,
+                calendar=calendar,
+                products=products.collect(),
+                stores=stores.collect(),
+                known_in_advance=f.known_in_advance,
+                calendar_columns=f.calendar,
+                product_attributes=f.product_attributes,
+                store_attributes=f.store_attributes,
+            ).collect()
+        return dg.Output(
+            frame,
+            metadata={
+                **cost,
+                "series": frame.select("store_id", "item_id").n_unique(),
+                "feature_count": frame.width - 5,
+            },
+        )
+
+    return [demand_features]

@@ -1,0 +1,70 @@
+"""The one place partitions and partition mappings live (assets, jobs, schedules, sensors)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import dagster as dg
+
+from batch_ml.config import ProjectConfig
+
+
+def _next_monday(day: dt.date) -> dt.date:
+    return day + dt.timedelta(days=(7 - day.weekday()) % 7)
+
+
+@dataclass(frozen=True)
+class Partitioning:
+    """Daily source/feature partitions, weekly model partitions, daily forecast partitions."""
+
+    daily: dg.DailyPartitionsDefinition
+    weekly: dg.WeeklyPartitionsDefinition
+    forecast_daily: dg.DailyPartitionsDefinition
+    lookback: dg.TimeWindowPartitionMapping
+    training_window: dg.TimeWindowPartitionMapping
+    forecasts_for_target: dg.TimeWindowPartitionMapping
+
+    @staticmethod
+    def from_config(cfg: ProjectConfig) -> Partitioning:
+        end = cfg.end_date.isoformat() if cfg.end_date else None
+        tz = cfg.timezone
+        first_week = cfg.first_model_week
+        horizon = cfg.forecast.horizon
+        return Partitioning(
+            daily=dg.DailyPartitionsDefinition(
+                start_date=cfg.start_date.isoformat(), end_date=end, timezone=tz
+            ),
+            # Mondays; the last week may reach past `end_date` so every forecast day has a model.
+            weekly=dg.WeeklyPartitionsDefinition(
+                start_date=first_week.isoformat(),
+                day_offset=1,
+                timezone=tz,
+                end_date=_next_monday(cfg.end_date + dt.timedelta(days=6)).isoformat()
+                if cfg.end_date
+                else None,
+            ),
+            forecast_daily=dg.DailyPartitionsDefinition(
+                start_date=first_week.isoformat(), end_date=end, timezone=tz
+            ),
+            # Features of day D read sales of [D - lookback + 1, D].
+            lookback=dg.TimeWindowPartitionMapping(
+                start_offset=-(cfg.forecast.lookback_days - 1),
+                allow_nonexistent_upstream_partitions=True,
+            ),
+            # A model for week W learns from the `training_weeks` weeks before W, never W itself.
+            training_window=dg.TimeWindowPartitionMapping(
+                start_offset=-cfg.forecast.training_weeks,
+                end_offset=-1,
+                allow_nonexistent_upstream_partitions=True,
+            ),
+            # Day E is forecast by the origins E - horizon .. E - 1.
+            forecasts_for_target=dg.TimeWindowPartitionMapping(
+                start_offset=-horizon, end_offset=-1, allow_nonexistent_upstream_partitions=True
+            ),
+        )
+
+
+def partition_dates(context: dg.AssetExecutionContext) -> list[dt.date]:
+    """The days (or week starts) a run materializes: one, or a whole range in a backfill."""
+    return [dt.date.fromisoformat(k) for k in context.partition_keys]
