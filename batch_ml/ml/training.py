@@ -27,7 +27,7 @@ from batch_ml.ml.metrics import accuracy
 DEFAULT_PARAMS = {
     "objective": "tweedie",
     "tweedie_variance_power": 1.2,
-    "learning_rate": 0.05,
+    "learning_rate": 0.1,
     "num_leaves": 31,
     "min_data_in_leaf": 40,
     "feature_fraction": 0.8,

@@ -1,0 +1,40 @@
+# Set-up is part of every target: `make demo` and `make test` work on a fresh clone with
+# only Python 3.11, make and access to the package registry.
+PYTHON ?= python3.11
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+UV_VERSION := 0.13.8
+VENV := .venv
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export UV_PYTHON := $(PYTHON)
+
+.PHONY: setup demo test ui lint clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --quiet
+	touch $@
+
+setup: $(VENV)/.synced
+	mkdir -p $(DAGSTER_HOME)
+	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+## Generate the demo data if absent and materialize the whole graph on the Dagster instance.
+demo: setup
+	$(VENV)/bin/batch-ml demo
+
+## The full test suite (unit, asset, graph, bring-your-own-data, integration).
+test: setup
+	$(VENV)/bin/ruff check batch_ml batch_ml_tests
+	$(VENV)/bin/ruff format --check batch_ml batch_ml_tests
+	$(VENV)/bin/python -m pytest -q
+
+## Dagster webserver + daemon on 127.0.0.1, on the same instance as `make demo`.
+ui: setup
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+clean:
+	rm -rf data .dagster_home

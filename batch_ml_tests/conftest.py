@@ -1,0 +1,81 @@
+"""Shared fixtures: small project configs in temporary folders, small demo data."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from batch_ml.config import ProjectConfig, load_config
+from batch_ml.demo.simulator import SimulationSpec, write_landing
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+SMALL_CONFIG = """
+[data]
+root = "data"
+
+[calendar]
+start_date = "{start}"
+end_date = "{end}"
+
+[forecast]
+horizon = {horizon}
+lookback_days = 56
+training_weeks = 4
+min_history_days = 70
+seed = 42
+num_threads = 2
+
+[features]
+known_in_advance = {known}
+calendar = {calendar}
+product_attributes = {products}
+store_attributes = {stores}
+
+[demo]
+stores = {n_stores}
+items = {n_items}
+start_date = "{start}"
+days = {days}
+seed = 7
+"""
+
+
+def write_config(
+    folder: Path,
+    start: dt.date = dt.date(2025, 1, 1),
+    days: int = 130,
+    horizon: int = 7,
+    n_stores: int = 2,
+    n_items: int = 6,
+    known=("price", "on_promo", "is_open"),
+    calendar=("is_holiday",),
+    products=("category", "base_price"),
+    stores=("region", "store_size"),
+) -> Path:
+    def toml_list(xs):
+        return "[" + ", ".join(f'"{x}"' for x in xs) + "]"
+
+    path = folder / "batch_ml.toml"
+    path.write_text(SMALL_CONFIG.format(
+        start=start, end=start + dt.timedelta(days=days), horizon=horizon, days=days,
+        n_stores=n_stores, n_items=n_items, known=toml_list(known),
+        calendar=toml_list(calendar), products=toml_list(products), stores=toml_list(stores),
+    ))
+    return path
+
+
+@pytest.fixture
+def small_project(tmp_path: Path) -> ProjectConfig:
+    """A small demo project (2 stores x 6 items, 130 days) with its landing files written."""
+    cfg = load_config(write_config(tmp_path))
+    d = cfg.demo
+    write_landing(
+        SimulationSpec(stores=d.stores, items=d.items, start_date=d.start_date, days=d.days,
+                       seed=d.seed, horizon=cfg.forecast.horizon),
+        cfg.paths.landing,
+    )
+    return cfg
