@@ -23,19 +23,16 @@ def build_jobs(b: BuildContext) -> dict:
         "ingest_job": dg.define_asset_job(
             "ingest_job",
             selection=["sales", "plans", "demand_features"],
-            partitions_def=b.parts.daily,
             description="Load a day's landing files and build that day's features.",
         ),
         "training_job": dg.define_asset_job(
             "training_job",
             selection=["demand_model"],
-            partitions_def=b.parts.weekly,
             description="Train the weekly demand model.",
         ),
         "forecast_job": dg.define_asset_job(
             "forecast_job",
             selection=["predictions", "forecast_accuracy"],
-            partitions_def=b.parts.forecast_daily,
             description="Forecast the next days from day D and evaluate forecasts made for D.",
         ),
         "report_job": dg.define_asset_job(

@@ -1,0 +1,64 @@
+"""The whole graph materialized on a Dagster instance, twice: same rows, same predictions."""
+
+import datetime as dt
+import hashlib
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+from batch_ml.cli import run_pipeline
+from batch_ml.definitions import build_definitions
+from batch_ml.storage.tables import PartitionedTable
+
+
+def _predictions_digest(cfg) -> tuple[int, str]:
+    with duckdb.connect(str(cfg.paths.warehouse), read_only=True) as con:
+        rows = con.execute(
+            "select forecast_date, target_date, store_id, item_id, prediction, model_version "
+            "from predictions order by all"
+        ).fetchall()
+    return len(rows), hashlib.sha256(repr(rows).encode()).hexdigest()
+
+
+def test_whole_graph_runs_and_rerun_is_idempotent(small_project, tmp_path):
+    cfg = small_project
+    with dg.DagsterInstance.ephemeral() as instance:
+        run_pipeline(cfg, instance)
+        count, digest = _predictions_digest(cfg)
+        horizon = cfg.forecast.horizon
+        first_day = cfg.first_model_week
+        last_day = cfg.start_date + dt.timedelta(days=cfg.demo.days - 1)
+        forecast_days = (last_day - first_day).days + 1
+        assert count > 0 and count % horizon == 0
+        preds = PartitionedTable(cfg.paths.tables, "predictions").read()
+        assert preds.select("forecast_date").n_unique() == forecast_days
+        # Each forecast day used the model of its own week, trained before that week began.
+        registry = PartitionedTable(cfg.paths.tables, "demand_model").read()
+        used = preds.join(registry, on="model_version").select(
+            (pl.col("model_week") <= pl.col("forecast_date")).all(),
+            (pl.col("forecast_date") - pl.col("model_week")).dt.total_days().max(),
+        ).row(0)
+        assert used == (True, 6)
+        assert registry.select((pl.col("window_end") < pl.col("model_week")).all()).item()
+        accuracy = PartitionedTable(cfg.paths.tables, "forecast_accuracy").read()
+        assert set(accuracy["method"]) == {"model", "seasonal_naive", "moving_average"}
+        assert (cfg.paths.reports / "accuracy_report.html").exists()
+        materialized = instance.get_materialized_partitions(dg.AssetKey("predictions"))
+        assert len(materialized) == forecast_days
+
+        run_pipeline(cfg, instance)
+        assert _predictions_digest(cfg) == (count, digest)
+
+
+def test_single_partition_materialize_matches_the_range_run(small_project):
+    cfg = small_project
+    defs = build_definitions(cfg)
+    with dg.DagsterInstance.ephemeral() as instance:
+        run_pipeline(cfg, instance)
+        table = PartitionedTable(cfg.paths.tables, "demand_features")
+        day = "2025-04-20"
+        before = table.read([day])
+        job = defs.resolve_job_def("ingest_job")
+        assert job.execute_in_process(instance=instance, partition_key=day).success
+        assert table.read([day]).equals(before)

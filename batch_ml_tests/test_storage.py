@@ -1,0 +1,46 @@
+"""Partitioned Parquet tables and the DuckDB warehouse views over them."""
+
+import duckdb
+import polars as pl
+import pytest
+
+from batch_ml.storage.tables import MissingTableError, PartitionedTable
+from batch_ml.storage.warehouse import ensure_views
+
+
+def test_partition_replace_is_whole_and_columns_match_by_name(tmp_path):
+    table = PartitionedTable(tmp_path, "t")
+    table.write("2025-01-01", pl.DataFrame({"a": [1, 2], "b": ["x", "y"]}))
+    table.write("2025-01-01", pl.DataFrame({"b": ["z"], "a": [3]}))  # reordered columns
+    assert table.read().to_dicts() == [{"b": "z", "a": 3}]
+    assert not [p for p in table.folder.iterdir() if p.suffix != ".parquet"]  # no temp files
+
+
+def test_empty_partition_reads_as_zero_rows_and_new_columns_read_null_in_old_files(tmp_path):
+    table = PartitionedTable(tmp_path, "t")
+    with pytest.raises(MissingTableError):
+        table.scan(["2025-01-01"])
+    table.write("2025-01-01", pl.DataFrame({"a": [1]}))
+    table.write("2025-01-02", pl.DataFrame(schema={"a": pl.Int64, "c": pl.Float64}))
+    table.write("2025-01-03", pl.DataFrame({"a": [3], "c": [0.5]}))
+    assert table.scan(["2025-01-02"]).collect().height == 0
+    assert table.read().sort("a")["c"].to_list() == [None, 0.5]
+    assert table.scan(["2024-12-31"]).collect().height == 0  # missing partition: no rows
+
+
+def test_invalid_partition_keys_and_names_are_refused(tmp_path):
+    with pytest.raises(ValueError):
+        PartitionedTable(tmp_path, "../etc")
+    with pytest.raises(ValueError):
+        PartitionedTable(tmp_path, "t").path("../../x")
+
+
+def test_warehouse_views_read_partitions_read_only(tmp_path):
+    tables, db = tmp_path / "tables", tmp_path / "warehouse.duckdb"
+    table = PartitionedTable(tables, "predictions")
+    table.write("2025-01-01", pl.DataFrame({"x": [1, 2]}))
+    assert ensure_views(db, tables, ["predictions", "absent"]) == ["predictions"]
+    table.write("2025-01-02", pl.DataFrame({"x": [3]}))  # no view change needed
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("select count(*), sum(x) from predictions").fetchone() == (3, 6)
+    assert ensure_views(db, tables, ["predictions"]) == []
