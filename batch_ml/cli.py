@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from batch_ml.config import ProjectConfig, load_config
@@ -47,8 +48,14 @@ def generate(cfg: ProjectConfig, force: bool = False) -> dict[str, int] | None:
     if existing and not force:
         return None
     d = cfg.demo
-    spec = SimulationSpec(stores=d.stores, items=d.items, start_date=d.start_date, days=d.days,
-                          seed=d.seed, horizon=cfg.forecast.horizon)
+    spec = SimulationSpec(
+        stores=d.stores,
+        items=d.items,
+        start_date=d.start_date,
+        days=d.days,
+        seed=d.seed,
+        horizon=cfg.forecast.horizon,
+    )
     return write_landing(spec, cfg.paths.landing)
 
 
@@ -87,8 +94,11 @@ def run_pipeline(cfg: ProjectConfig, instance) -> dict:
     ]
     timings = {}
     for job_name, window in stages:
-        tags = {} if window is None else {RANGE_START: window[0].isoformat(),
-                                          RANGE_END: window[1].isoformat()}
+        tags = (
+            {}
+            if window is None
+            else {RANGE_START: window[0].isoformat(), RANGE_END: window[1].isoformat()}
+        )
         start = time.perf_counter()
         result = defs.resolve_job_def(job_name).execute_in_process(
             instance=instance, tags=tags, run_config=QUIET_LOGS, raise_on_error=True
@@ -96,8 +106,12 @@ def run_pipeline(cfg: ProjectConfig, instance) -> dict:
         timings[job_name] = round(time.perf_counter() - start, 2)
         span = f" {window[0]}..{window[1]}" if window else ""
         echo(f"  {job_name:<20}{span:<24} {timings[job_name]:>7.2f} s  run {result.run_id[:8]}")
-    return {"first_day": first_day, "last_day": last_day, "first_week": first_week,
-            "timings": timings}
+    return {
+        "first_day": first_day,
+        "last_day": last_day,
+        "first_week": first_week,
+        "timings": timings,
+    }
 
 
 def demo_summary(cfg: ProjectConfig, instance, run: dict, elapsed: float) -> dict:
@@ -142,24 +156,33 @@ def cmd_demo(args) -> int:
     home = ensure_dagster_home(config_path.resolve().parent)
     written = generate(cfg)
     echo("batch_ml demo")
-    echo(f"  landing data: {cfg.paths.landing}" + (
-        f" (generated {written['sales']} sales days)" if written else " (already present)"))
+    echo(
+        f"  landing data: {cfg.paths.landing}"
+        + (f" (generated {written['sales']} sales days)" if written else " (already present)")
+    )
     echo(f"  Dagster instance: {home}")
 
     import dagster as dg
 
+    # Beta/preview notices (e.g. on BackfillPolicy) are for developers, not demo users.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     with dg.DagsterInstance.get() as instance:
         run = run_pipeline(cfg, instance)
         summary = demo_summary(cfg, instance, run, time.perf_counter() - started)
     improvement = 1 - summary["wape_model"] / summary["wape_seasonal_naive"]
     echo()
-    echo(f"Forecast accuracy {summary['evaluation_window'][0]}..{summary['evaluation_window'][1]}"
-         f" (WAPE, lower is better):")
-    echo(f"  model            {summary['wape_model']:.3f}   "
-         f"({improvement:.1%} lower than seasonal naive)")
+    echo(
+        f"Forecast accuracy {summary['evaluation_window'][0]}..{summary['evaluation_window'][1]}"
+        f" (WAPE, lower is better):"
+    )
+    echo(
+        f"  model            {summary['wape_model']:.3f}   "
+        f"({improvement:.1%} lower than seasonal naive)"
+    )
     echo(f"  seasonal naive   {summary['wape_seasonal_naive']:.3f}")
     echo(f"  moving average   {summary['wape_moving_average']:.3f}")
-    echo(f"Predictions: `select * from predictions` in {summary['warehouse']} (read-only)")
+    echo(f"Predictions: view `predictions` in {summary['warehouse']} (open it read-only)")
     echo(f"Report: {summary['report']}")
     echo(f"Done in {summary['seconds']} s. `make ui` shows the runs and partitions.")
     echo(json.dumps(summary, default=str))
@@ -175,8 +198,9 @@ def cmd_generate(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="batch-ml", description=__doc__)
-    parser.add_argument("--config", help="project config file (default: $BATCH_ML_CONFIG or "
-                        "batch_ml.toml)")
+    parser.add_argument(
+        "--config", help="project config file (default: $BATCH_ML_CONFIG or batch_ml.toml)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="generate demo data if absent and materialize the whole graph")
     sub.add_parser("generate", help="(re)write the demo landing files from the [demo] config")

@@ -60,11 +60,20 @@ def write_config(
         return "[" + ", ".join(f'"{x}"' for x in xs) + "]"
 
     path = folder / "batch_ml.toml"
-    path.write_text(SMALL_CONFIG.format(
-        start=start, end=start + dt.timedelta(days=days), horizon=horizon, days=days,
-        n_stores=n_stores, n_items=n_items, known=toml_list(known),
-        calendar=toml_list(calendar), products=toml_list(products), stores=toml_list(stores),
-    ))
+    path.write_text(
+        SMALL_CONFIG.format(
+            start=start,
+            end=start + dt.timedelta(days=days),
+            horizon=horizon,
+            days=days,
+            n_stores=n_stores,
+            n_items=n_items,
+            known=toml_list(known),
+            calendar=toml_list(calendar),
+            products=toml_list(products),
+            stores=toml_list(stores),
+        )
+    )
     return path
 
 
@@ -74,8 +83,14 @@ def small_project(tmp_path: Path) -> ProjectConfig:
     cfg = load_config(write_config(tmp_path))
     d = cfg.demo
     write_landing(
-        SimulationSpec(stores=d.stores, items=d.items, start_date=d.start_date, days=d.days,
-                       seed=d.seed, horizon=cfg.forecast.horizon),
+        SimulationSpec(
+            stores=d.stores,
+            items=d.items,
+            start_date=d.start_date,
+            days=d.days,
+            seed=d.seed,
+            horizon=cfg.forecast.horizon,
+        ),
         cfg.paths.landing,
     )
     return cfg

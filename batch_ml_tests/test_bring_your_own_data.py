@@ -23,25 +23,33 @@ BIKES = SHARED_DATA / "bike_sharing_uci" / "bike_sharing_daily.csv"
 @pytest.mark.skipif(not BIKES.exists(), reason="../shared/data is not beside the repository")
 def test_bike_sharing_runs_through_the_whole_graph(tmp_path):
     start, days = dt.date(2011, 1, 1), 200
-    cfg = load_config(write_config(
-        tmp_path, start=start, days=days, known=(), calendar=("holiday", "workingday"),
-        products=(), stores=(),
-    ))
+    cfg = load_config(
+        write_config(
+            tmp_path,
+            start=start,
+            days=days,
+            known=(),
+            calendar=("holiday", "workingday"),
+            products=(),
+            stores=(),
+        )
+    )
     raw = pl.read_csv(BIKES, try_parse_dates=True).filter(
         pl.col("dteday") < start + dt.timedelta(days=days)
     )
-    sales = raw.unpivot(index="dteday", on=["casual", "registered"], variable_name="item_id",
-                        value_name="units").select(
-        pl.col("dteday").alias("date"), pl.lit("dc").alias("store_id"), "item_id", "units"
-    )
+    sales = raw.unpivot(
+        index="dteday", on=["casual", "registered"], variable_name="item_id", value_name="units"
+    ).select(pl.col("dteday").alias("date"), pl.lit("dc").alias("store_id"), "item_id", "units")
     landing = cfg.paths.landing
     (landing / "sales").mkdir(parents=True)
     for (day,), part in sales.group_by("date"):
         part.sort("item_id").write_csv(landing / "sales" / f"sales_{day}.csv")
     (landing / "calendar").mkdir()
-    raw.select(pl.col("dteday").alias("date"), pl.col("holiday").cast(pl.Float64),
-               pl.col("workingday").cast(pl.Float64)).write_parquet(
-        landing / "calendar" / "calendar.parquet")
+    raw.select(
+        pl.col("dteday").alias("date"),
+        pl.col("holiday").cast(pl.Float64),
+        pl.col("workingday").cast(pl.Float64),
+    ).write_parquet(landing / "calendar" / "calendar.parquet")
 
     with dg.DagsterInstance.ephemeral() as instance:
         run_pipeline(cfg, instance)

@@ -18,7 +18,11 @@ def _demo(config, home):
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     out = subprocess.run(
         [sys.executable, "-m", "batch_ml.cli", "--config", str(config), "demo"],
-        env=env, capture_output=True, text=True, timeout=600, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1]), out.stdout
@@ -30,8 +34,14 @@ def test_demo_command_is_complete_idempotent_and_leaves_history(tmp_path):
     home = tmp_path / "dagster_home"
     first, text = _demo(config, home)
     assert "Forecast accuracy" in text
-    for key in ("partitions", "model_version", "wape_model", "wape_seasonal_naive",
-                "wape_moving_average", "report"):
+    for key in (
+        "partitions",
+        "model_version",
+        "wape_model",
+        "wape_seasonal_naive",
+        "wape_moving_average",
+        "report",
+    ):
         assert first[key] is not None, key
     assert first["partitions"]["sales"] == 120
     cfg = load_config(config)

@@ -12,8 +12,18 @@ from batch_ml.ingest.contract import ContractViolation
 
 from .conftest import REPO
 
-ASSETS = {"sales", "plans", "calendar", "products", "stores", "demand_features", "demand_model",
-          "predictions", "forecast_accuracy", "accuracy_report"}
+ASSETS = {
+    "sales",
+    "plans",
+    "calendar",
+    "products",
+    "stores",
+    "demand_features",
+    "demand_model",
+    "predictions",
+    "forecast_accuracy",
+    "accuracy_report",
+}
 
 
 def test_project_definitions_load_with_every_stage_job_schedule_and_sensor():
@@ -57,7 +67,9 @@ def test_sales_asset_fails_on_a_bad_file_naming_file_row_and_column(small_projec
     defs = build_definitions(small_project)
     context = dg.build_asset_context(partition_key="2025-01-10")
     landing = LandingZone(root=str(small_project.paths.landing))
-    with pytest.raises(ContractViolation, match=r"sales_2025-01-10.csv[\s\S]*row 3, column 'units'"):
+    with pytest.raises(
+        ContractViolation, match=r"sales_2025-01-10.csv[\s\S]*row 3, column 'units'"
+    ):
         list(_asset(defs, "sales")(context=context, landing=landing))
 
 

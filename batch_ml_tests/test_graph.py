@@ -35,10 +35,14 @@ def test_whole_graph_runs_and_rerun_is_idempotent(small_project, tmp_path):
         assert preds.select("forecast_date").n_unique() == forecast_days
         # Each forecast day used the model of its own week, trained before that week began.
         registry = PartitionedTable(cfg.paths.tables, "demand_model").read()
-        used = preds.join(registry, on="model_version").select(
-            (pl.col("model_week") <= pl.col("forecast_date")).all(),
-            (pl.col("forecast_date") - pl.col("model_week")).dt.total_days().max(),
-        ).row(0)
+        used = (
+            preds.join(registry, on="model_version")
+            .select(
+                (pl.col("model_week") <= pl.col("forecast_date")).all(),
+                (pl.col("forecast_date") - pl.col("model_week")).dt.total_days().max(),
+            )
+            .row(0)
+        )
         assert used == (True, 6)
         assert registry.select((pl.col("window_end") < pl.col("model_week")).all()).item()
         accuracy = PartitionedTable(cfg.paths.tables, "forecast_accuracy").read()

@@ -11,7 +11,9 @@ from batch_ml.ingest.contract import ContractViolation, read_landing_file, sourc
 from batch_ml.ingest.landing import discover
 
 DAY = dt.date(2025, 3, 1)
-SRC = sources(FeatureConfig(known_in_advance=("price", "on_promo"), product_attributes=("category",)))
+SRC = sources(
+    FeatureConfig(known_in_advance=("price", "on_promo"), product_attributes=("category",))
+)
 HEADER = "date,store_id,item_id,units,price,on_promo\n"
 
 
@@ -38,14 +40,19 @@ def test_header_only_file_is_an_empty_day_and_bom_is_accepted(tmp_path):
     ("body", "expected"),
     [
         ("date,store_id,item_id\n2025-03-01,S1,I1\n", "missing required column(s) ['units']"),
-        (HEADER.strip() + ",colour\n2025-03-01,S1,I1,3,2.5,0,red\n", "unexpected column(s) ['colour']"),
+        (
+            HEADER.strip() + ",colour\n2025-03-01,S1,I1,3,2.5,0,red\n",
+            "unexpected column(s) ['colour']",
+        ),
         (HEADER + "2025-03-01,S1,I1,three,2.5,0\n", "row 1, column 'units': 'three'"),
         (HEADER + "2025-03-01,S1,I1,3,2.5,0\n2025-03-01,S1,I1,4,2.5,0\n", "duplicate key"),
         (HEADER + "2025-03-01,S1,I1,-3,2.5,0\n", "row 1, column 'units': value below the allowed"),
         (HEADER + "2025-03-01,S1,I1,NaN,2.5,0\n", "row 1, column 'units': NaN"),
         (HEADER + "2025-03-01,S1,,3,2.5,0\n", "row 1, column 'item_id': missing value"),
-        (HEADER + "2025-03-01,S1,I1,3,2.5,0\n2025-03-02,S1,I2,3,2.5,0\n",
-         "row 2, column 'date': 2025-03-02 is outside the partition"),
+        (
+            HEADER + "2025-03-01,S1,I1,3,2.5,0\n2025-03-02,S1,I2,3,2.5,0\n",
+            "row 2, column 'date': 2025-03-02 is outside the partition",
+        ),
         (HEADER + "2025-13-01,S1,I1,3,2.5,0\n", "row 1, column 'date': '2025-13-01'"),
         (b"date,store_id,item_id,units\n2025-03-01,S\xff1,I1,3\n", "line 2: not valid UTF-8"),
     ],
@@ -61,8 +68,14 @@ def test_bad_sales_files_fail_with_file_row_and_column(tmp_path, body, expected)
 def test_bad_file_names_are_reported_by_discovery_and_partial_files_ignored(tmp_path):
     folder = tmp_path / "sales"
     folder.mkdir()
-    for name in ["sales_2025-03-01.csv", "sales_2025-03-02.csv.tmp", ".sales_x.csv",
-                 "sales_2025-02-30.csv", "sales_2025-03-03.txt", "sales_;rm -rf.csv"]:
+    for name in [
+        "sales_2025-03-01.csv",
+        "sales_2025-03-02.csv.tmp",
+        ".sales_x.csv",
+        "sales_2025-02-30.csv",
+        "sales_2025-03-03.txt",
+        "sales_;rm -rf.csv",
+    ]:
         (folder / name).write_text(HEADER)
     files, problems = discover(tmp_path, SRC["sales"])
     assert [f.partition for f in files] == [DAY]
@@ -71,7 +84,9 @@ def test_bad_file_names_are_reported_by_discovery_and_partial_files_ignored(tmp_
 
 def test_plans_must_target_the_days_after_their_publication(tmp_path):
     path = tmp_path / "plans_2025-03-01.parquet"
-    pl.DataFrame({"date": [DAY], "store_id": ["S1"], "item_id": ["I1"], "price": [1.0]}).write_parquet(path)
+    pl.DataFrame(
+        {"date": [DAY], "store_id": ["S1"], "item_id": ["I1"], "price": [1.0]}
+    ).write_parquet(path)
     with pytest.raises(ContractViolation, match="between 2025-03-02 and 2025-03-15"):
         read_landing_file(path, SRC["plans"], DAY, horizon=14)
 

@@ -14,10 +14,14 @@ D0 = dt.date(2025, 1, 1)
 
 
 def _series(values, store="S1", item="I1", start=D0):
-    return pl.DataFrame({
-        "date": [start + dt.timedelta(days=k) for k in range(len(values))],
-        "store_id": store, "item_id": item, "units": [float(v) for v in values],
-    })
+    return pl.DataFrame(
+        {
+            "date": [start + dt.timedelta(days=k) for k in range(len(values))],
+            "store_id": store,
+            "item_id": item,
+            "units": [float(v) for v in values],
+        }
+    )
 
 
 def test_lags_rolling_means_and_baselines_are_computed_from_history_up_to_origin():
@@ -54,17 +58,31 @@ def simulated():
 
 
 def _features(frames, first, last, **kw):
-    plans = frames["plans"].join(
-        pl.DataFrame({"plan_date": pl.date_range(D0, D0 + dt.timedelta(days=220), eager=True)}),
-        how="cross",
-    ).filter(pl.col("date") > pl.col("plan_date"),
-             pl.col("date") <= pl.col("plan_date") + dt.timedelta(days=7))
+    plans = (
+        frames["plans"]
+        .join(
+            pl.DataFrame({"plan_date": pl.date_range(D0, D0 + dt.timedelta(days=220), eager=True)}),
+            how="cross",
+        )
+        .filter(
+            pl.col("date") > pl.col("plan_date"),
+            pl.col("date") <= pl.col("plan_date") + dt.timedelta(days=7),
+        )
+    )
     return build_features(
-        kw.pop("sales", frames["sales"]).lazy(), first, last, 7, 56,
-        plans=plans.lazy(), calendar=frames["calendar"].lazy(),
-        products=frames["products"], stores=frames["stores"],
-        known_in_advance=("price", "on_promo", "is_open"), calendar_columns=("is_holiday",),
-        product_attributes=("category", "base_price"), store_attributes=("region",),
+        kw.pop("sales", frames["sales"]).lazy(),
+        first,
+        last,
+        7,
+        56,
+        plans=plans.lazy(),
+        calendar=frames["calendar"].lazy(),
+        products=frames["products"],
+        stores=frames["stores"],
+        known_in_advance=("price", "on_promo", "is_open"),
+        calendar_columns=("is_holiday",),
+        product_attributes=("category", "base_price"),
+        store_attributes=("region",),
     ).collect()
 
 
@@ -116,13 +134,18 @@ def test_metrics_match_hand_computed_values_and_roll_up_exactly():
     assert m["bias"] == pytest.approx(-1 / 15)
 
     day = D0
-    forecasts = pl.DataFrame({
-        "forecast_date": [day - dt.timedelta(days=1), day - dt.timedelta(days=2)] * 2,
-        "target_date": [day] * 4, "lead": [1, 2, 1, 2],
-        "store_id": ["S"] * 4, "item_id": ["A", "A", "B", "B"],
-        "prediction": [4.0, 6.0, 1.0, 0.0],
-        "baseline_seasonal_naive": [0.0] * 4, "baseline_moving_average": [5.0] * 4,
-    })
+    forecasts = pl.DataFrame(
+        {
+            "forecast_date": [day - dt.timedelta(days=1), day - dt.timedelta(days=2)] * 2,
+            "target_date": [day] * 4,
+            "lead": [1, 2, 1, 2],
+            "store_id": ["S"] * 4,
+            "item_id": ["A", "A", "B", "B"],
+            "prediction": [4.0, 6.0, 1.0, 0.0],
+            "baseline_seasonal_naive": [0.0] * 4,
+            "baseline_moving_average": [5.0] * 4,
+        }
+    )
     actuals = pl.DataFrame({"date": [day], "store_id": ["S"], "item_id": ["A"], "units": [5.0]})
     ev = evaluate_forecasts(forecasts.lazy(), actuals.lazy())  # B is absent: it sold 0
     model = roll_up(ev.filter(pl.col("method") == "model"), ["method"]).row(0, named=True)

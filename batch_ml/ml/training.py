@@ -113,6 +113,7 @@ def train_model(
         feature_name=features,
         categorical_feature=categorical,
         free_raw_data=False,
+        params={"verbosity": -1},
     )
     dvalid = lgb.Dataset(_matrix(valid, features), label=valid[TARGET].to_numpy(), reference=dtrain)
     booster = lgb.train(
