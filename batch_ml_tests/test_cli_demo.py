@@ -29,7 +29,7 @@ def _demo(config, home):
 
 
 @pytest.mark.integration
-def test_demo_command_is_complete_idempotent_and_leaves_history(tmp_path):
+def test_demo_command_is_complete_idempotent_and_leaves_history(tmp_path, monkeypatch):
     config = write_config(tmp_path, days=120)
     home = tmp_path / "dagster_home"
     first, text = _demo(config, home)
@@ -59,10 +59,7 @@ def test_demo_command_is_complete_idempotent_and_leaves_history(tmp_path):
     with duckdb.connect(str(cfg.paths.warehouse), read_only=True) as con:
         assert con.execute("select count(*) from predictions").fetchone()[0] == count
 
-    os.environ["DAGSTER_HOME"] = str(home)
-    try:
-        with dg.DagsterInstance.get() as instance:
-            runs = instance.get_runs()
-            assert len(runs) == 10 and all(r.is_success for r in runs)
-    finally:
-        del os.environ["DAGSTER_HOME"]
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 10 and all(r.is_success for r in runs)
