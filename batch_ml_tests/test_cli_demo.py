@@ -54,8 +54,11 @@ def test_demo_command_is_complete_idempotent_and_leaves_history(tmp_path, monkey
     assert count > 0 and dupes == 0
 
     second, _ = _demo(config, home)
-    for key in ("partitions", "model_version", "wape_model", "wape_seasonal_naive"):
-        assert second[key] == first[key], key
+    assert second["partitions"] == first["partitions"]
+    assert second["model_version"] == first["model_version"]
+    # Parallel float sums may differ in the last bit; the predictions themselves are identical.
+    for key in ("wape_model", "wape_seasonal_naive"):
+        assert second[key] == pytest.approx(first[key], rel=1e-9), key
     with duckdb.connect(str(cfg.paths.warehouse), read_only=True) as con:
         assert con.execute("select count(*) from predictions").fetchone()[0] == count
 
