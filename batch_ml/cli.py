@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 
 from batch_ml.config import ProjectConfig, load_config
-from batch_ml.demo.simulator import SimulationSpec, write_landing
+from batch_ml.demo.simulator import spec_from_config, write_landing
 from batch_ml.ingest.landing import discover
 
 RANGE_START = "dagster/asset_partition_range_start"
@@ -47,16 +47,7 @@ def generate(cfg: ProjectConfig, force: bool = False) -> dict[str, int] | None:
     existing, _ = discover(cfg.paths.landing, sources(cfg.features)["sales"])
     if existing and not force:
         return None
-    d = cfg.demo
-    spec = SimulationSpec(
-        stores=d.stores,
-        items=d.items,
-        start_date=d.start_date,
-        days=d.days,
-        seed=d.seed,
-        horizon=cfg.forecast.horizon,
-    )
-    return write_landing(spec, cfg.paths.landing)
+    return write_landing(spec_from_config(cfg), cfg.paths.landing)
 
 
 def _sales_days(cfg: ProjectConfig) -> tuple[dt.date, dt.date]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from batch_ml.config import ProjectConfig, load_config
-from batch_ml.demo.simulator import SimulationSpec, write_landing
+from batch_ml.demo.simulator import spec_from_config, write_landing
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -81,16 +81,5 @@ def write_config(
 def small_project(tmp_path: Path) -> ProjectConfig:
     """A small demo project (2 stores x 6 items, 130 days) with its landing files written."""
     cfg = load_config(write_config(tmp_path))
-    d = cfg.demo
-    write_landing(
-        SimulationSpec(
-            stores=d.stores,
-            items=d.items,
-            start_date=d.start_date,
-            days=d.days,
-            seed=d.seed,
-            horizon=cfg.forecast.horizon,
-        ),
-        cfg.paths.landing,
-    )
+    write_landing(spec_from_config(cfg), cfg.paths.landing)
     return cfg

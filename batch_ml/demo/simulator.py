@@ -55,6 +55,19 @@ class SimulationSpec:
     horizon: int = 14
 
 
+def spec_from_config(cfg) -> SimulationSpec:
+    """The simulation the project config's [demo] section describes."""
+    d = cfg.demo
+    return SimulationSpec(
+        stores=d.stores,
+        items=d.items,
+        start_date=d.start_date,
+        days=d.days,
+        seed=d.seed,
+        horizon=cfg.forecast.horizon,
+    )
+
+
 def _atomic_write(path: Path, write) -> None:
     """The retailer's side of the contract: files appear under their final name complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
