@@ -7,6 +7,8 @@ UV_VERSION := 0.13.8
 VENV := .venv
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export UV_PYTHON := $(PYTHON)
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 3000
 
 .PHONY: setup demo test ui lint clean
 
@@ -34,7 +36,7 @@ test: setup
 
 ## Dagster webserver + daemon on 127.0.0.1, on the same instance as `make demo`.
 ui: setup
-	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(VENV)/bin/dagster dev -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)
 
 clean:
 	rm -rf data .dagster_home

@@ -1,4 +1,5 @@
-"""`batch-ml demo` as a user runs it: a real process, a persistent DAGSTER_HOME, DuckDB on disk."""
+"""`batch-ml demo` and `make ui` as a user runs them: real processes, a persistent DAGSTER_HOME,
+DuckDB on disk, the webserver and daemon on 127.0.0.1 answering GraphQL about that history."""
 
 import json
 import os
@@ -12,6 +13,8 @@ import pytest
 from batch_ml.config import load_config
 
 from .conftest import write_config
+from .services import make_ui
+from .test_defs import ASSETS
 
 
 def _demo(config, home):
@@ -28,11 +31,19 @@ def _demo(config, home):
     return json.loads(out.stdout.strip().splitlines()[-1]), out.stdout
 
 
-@pytest.mark.integration
-def test_demo_command_is_complete_idempotent_and_leaves_history(tmp_path, monkeypatch):
-    config = write_config(tmp_path, days=120)
-    home = tmp_path / "dagster_home"
+@pytest.fixture(scope="module")
+def demo_project(tmp_path_factory):
+    """One small demo, run once for the module: (config path, DAGSTER_HOME, JSON line, output)."""
+    folder = tmp_path_factory.mktemp("demo")
+    config = write_config(folder, days=120)
+    home = folder / "dagster_home"
     first, text = _demo(config, home)
+    return config, home, first, text
+
+
+@pytest.mark.integration
+def test_demo_command_is_complete_idempotent_and_leaves_history(demo_project, monkeypatch):
+    config, home, first, text = demo_project
     assert "Forecast accuracy" in text
     for key in (
         "partitions",
@@ -66,3 +77,37 @@ def test_demo_command_is_complete_idempotent_and_leaves_history(tmp_path, monkey
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
         assert len(runs) == 10 and all(r.is_success for r in runs)
+
+
+@pytest.mark.integration
+def test_make_ui_serves_every_asset_with_its_materialized_partitions(demo_project, tmp_path):
+    config, home, _, _ = demo_project
+    env = {"DAGSTER_HOME": str(home), "BATCH_ML_CONFIG": str(config)}
+    with make_ui(env, tmp_path / "ui.log") as ui:
+        nodes = ui.graphql(
+            """{ assetNodes { assetKey { path } groupName
+                 partitionStats { numMaterialized numPartitions numFailed }
+                 assetMaterializations(limit: 1) { runId } } }"""
+        )["assetNodes"]
+        daemon = ui.graphql(
+            "{ instance { daemonHealth { allDaemonStatuses { daemonType required } } } }"
+        )
+    by_name = {n["assetKey"]["path"][-1]: n for n in nodes}
+    assert set(by_name) == ASSETS
+    for name, node in by_name.items():
+        assert node["assetMaterializations"], f"{name} has no materialization in the UI"
+        stats = node["partitionStats"]
+        if stats is not None:  # partitioned: the demo materialized every partition
+            assert stats["numMaterialized"] == stats["numPartitions"] > 0, (name, stats)
+            assert stats["numFailed"] == 0, name
+    assert {n["groupName"] for n in nodes} == {
+        "sources",
+        "features",
+        "model",
+        "predictions",
+        "evaluation",
+    }
+    statuses = daemon["instance"]["daemonHealth"]["allDaemonStatuses"]
+    # `make ui` runs the daemon too: schedules, sensors and backfills have somewhere to run.
+    required = {s["daemonType"] for s in statuses if s["required"]}
+    assert {"SCHEDULER", "SENSOR", "BACKFILL"} <= required

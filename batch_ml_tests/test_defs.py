@@ -7,6 +7,7 @@ import pytest
 
 from batch_ml.config import load_config
 from batch_ml.definitions import build_definitions
+from batch_ml.defs.partitions import Partitioning
 from batch_ml.defs.resources import LandingZone
 from batch_ml.ingest.contract import ContractViolation
 
@@ -99,3 +100,11 @@ def test_landing_sensor_requests_new_and_changed_days_once(small_project):
     with dg.build_sensor_context(cursor=cursor, resources={"landing": landing}) as ctx:
         requests = sensor(ctx).run_requests
     assert [(r.job_name, r.partition_key) for r in requests] == [("ingest_job", "2025-01-05")]
+
+
+def test_weekly_model_partitions_cover_exactly_the_forecast_days():
+    """Each forecast day has its model week, and no model week is left that no day needs."""
+    parts = Partitioning.from_config(load_config(REPO / "batch_ml.toml"))
+    days = [dt.date.fromisoformat(k) for k in parts.forecast_daily.get_partition_keys()]
+    weeks = {dt.date.fromisoformat(k) for k in parts.weekly.get_partition_keys()}
+    assert weeks == {d - dt.timedelta(days=d.weekday()) for d in days}

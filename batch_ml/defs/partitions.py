@@ -35,14 +35,13 @@ class Partitioning:
             daily=dg.DailyPartitionsDefinition(
                 start_date=cfg.start_date.isoformat(), end_date=end, timezone=tz
             ),
-            # Mondays; the last week may reach past `end_date` so every forecast day has a model.
+            # Mondays; the last week is the one holding the last day, so every forecast day has
+            # a model and no week is left that nothing needs.
             weekly=dg.WeeklyPartitionsDefinition(
                 start_date=first_week.isoformat(),
                 day_offset=1,
                 timezone=tz,
-                end_date=_next_monday(cfg.end_date + dt.timedelta(days=6)).isoformat()
-                if cfg.end_date
-                else None,
+                end_date=_next_monday(cfg.end_date).isoformat() if cfg.end_date else None,
             ),
             forecast_daily=dg.DailyPartitionsDefinition(
                 start_date=first_week.isoformat(), end_date=end, timezone=tz
