@@ -44,16 +44,31 @@ def test_header_only_file_is_an_empty_day_and_bom_is_accepted(tmp_path):
             HEADER.strip() + ",colour\n2025-03-01,S1,I1,3,2.5,0,red\n",
             "unexpected column(s) ['colour']",
         ),
-        (HEADER + "2025-03-01,S1,I1,three,2.5,0\n", "row 1, column 'units': 'three'"),
+        (
+            HEADER + "2025-03-01,S1,I1,three,2.5,0\n",
+            "row 1, column 'units': not a valid value ('three')",
+        ),
         (HEADER + "2025-03-01,S1,I1,3,2.5,0\n2025-03-01,S1,I1,4,2.5,0\n", "duplicate key"),
-        (HEADER + "2025-03-01,S1,I1,-3,2.5,0\n", "row 1, column 'units': value below the allowed"),
-        (HEADER + "2025-03-01,S1,I1,NaN,2.5,0\n", "row 1, column 'units': NaN"),
-        (HEADER + "2025-03-01,S1,,3,2.5,0\n", "row 1, column 'item_id': missing value"),
+        (
+            HEADER + "2025-03-01,S1,I1,-3,2.5,0\n",
+            "row 1, column 'units': below the minimum ('-3.0'); expected >= 0",
+        ),
+        (
+            HEADER + "2025-03-01,S1,I1,NaN,2.5,0\n",
+            "row 1, column 'units': not a finite number ('NaN')",
+        ),
+        (
+            HEADER + "2025-03-01,S1,,3,2.5,0\n",
+            "row 1, column 'item_id': missing value; expected a value",
+        ),
         (
             HEADER + "2025-03-01,S1,I1,3,2.5,0\n2025-03-02,S1,I2,3,2.5,0\n",
-            "row 2, column 'date': 2025-03-02 is outside the partition",
+            "row 2, column 'date': date outside the partition ('2025-03-02'); expected 2025-03-01",
         ),
-        (HEADER + "2025-13-01,S1,I1,3,2.5,0\n", "row 1, column 'date': '2025-13-01'"),
+        (
+            HEADER + "2025-13-01,S1,I1,3,2.5,0\n",
+            "row 1, column 'date': not a valid value ('2025-13-01'); expected a date as YYYY-MM-DD",
+        ),
         (b"date,store_id,item_id,units\n2025-03-01,S\xff1,I1,3\n", "line 2: not valid UTF-8"),
     ],
 )

@@ -4,7 +4,12 @@ import duckdb
 import polars as pl
 import pytest
 
-from batch_ml.storage.tables import MissingTableError, PartitionedTable
+from batch_ml.storage.tables import (
+    MissingTableError,
+    PartitionedTable,
+    SchemaChangeError,
+    SchemaChanges,
+)
 from batch_ml.storage.warehouse import ensure_views
 
 
@@ -13,7 +18,7 @@ def test_partition_replace_is_whole_and_columns_match_by_name(tmp_path):
     table.write("2025-01-01", pl.DataFrame({"a": [1, 2], "b": ["x", "y"]}))
     table.write("2025-01-01", pl.DataFrame({"b": ["z"], "a": [3]}))  # reordered columns
     assert table.read().to_dicts() == [{"b": "z", "a": 3}]
-    assert not [p for p in table.folder.iterdir() if p.suffix != ".parquet"]  # no temp files
+    assert not list(table.folder.glob("*.tmp"))  # no temp files left
 
 
 def test_empty_partition_reads_as_zero_rows_and_new_columns_read_null_in_old_files(tmp_path):
@@ -44,3 +49,31 @@ def test_warehouse_views_read_partitions_read_only(tmp_path):
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("select count(*), sum(x) from predictions").fetchone() == (3, 6)
     assert ensure_views(db, tables, ["predictions"]) == []
+
+
+def test_dropped_or_retyped_columns_fail_unless_declared(tmp_path):
+    table = PartitionedTable(tmp_path, "t")
+    table.write(
+        "2025-01-01", pl.DataFrame({"a": [1], "b": ["x"], "n": pl.Series([7], dtype=pl.Int32)})
+    )
+    with pytest.raises(SchemaChangeError, match=r"column\(s\) \['b'\] missing"):
+        table.write("2025-01-02", pl.DataFrame({"a": [2], "n": pl.Series([1], dtype=pl.Int32)}))
+    with pytest.raises(SchemaChangeError, match="a: Int64 -> String"):
+        table.write("2025-01-02", pl.DataFrame({"a": ["2"], "b": ["y"], "n": [1]}))
+    assert table.partitions() == ["2025-01-01"]  # nothing written by the refused writes
+
+    # Declared: b is dropped, n widens from Int32 to Float64; older partitions follow on read.
+    declared = SchemaChanges(dropped=frozenset({"b"}), retyped=frozenset({"n"}))
+    table.write("2025-01-02", pl.DataFrame({"a": [2], "n": [0.5]}), declared)
+    assert table.read().sort("a").to_dicts() == [{"a": 1, "n": 7.0}, {"a": 2, "n": 0.5}]
+    with pytest.raises(SchemaChangeError, match="only widening"):
+        table.write("2025-01-03", pl.DataFrame({"a": [3], "n": ["x"]}), declared)
+
+
+def test_null_typed_columns_take_the_table_type_and_lazy_frames_are_streamed(tmp_path):
+    table = PartitionedTable(tmp_path, "t")
+    table.write("2025-01-01", pl.DataFrame({"a": [1], "c": [1.5]}))
+    table.write("2025-01-02", pl.DataFrame({"a": [2], "c": [None]}))  # all-null column
+    table.write("2025-01-03", pl.LazyFrame({"a": [3], "c": [2.5]}))
+    assert table.schema() == pl.Schema({"a": pl.Int64, "c": pl.Float64})
+    assert table.read().sort("a")["c"].to_list() == [1.5, None, 2.5]

@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from batch_ml.storage.tables import UNPARTITIONED, PartitionedTable
+from batch_ml.storage.tables import NO_CHANGES, UNPARTITIONED, PartitionedTable, SchemaChanges
 from batch_ml.storage.warehouse import ensure_views
 
 
@@ -47,64 +47,107 @@ class ModelStore(dg.ConfigurableResource):
         return self.path(version).read_text(encoding="utf-8")
 
 
+class TableStore(dg.ConfigurableResource):
+    """Partitioned tables written by assets themselves (ingestion log, quarantine), stored
+    like every asset: one Parquet file per partition, a DuckDB view per table."""
+
+    tables_root: str
+    warehouse_path: str
+
+    def table(self, name: str) -> PartitionedTable:
+        return PartitionedTable(Path(self.tables_root), name)
+
+    def write(
+        self,
+        name: str,
+        frames: dict[str, pl.DataFrame | pl.LazyFrame],
+        changes: SchemaChanges = NO_CHANGES,
+    ) -> PartitionedTable:
+        table = self.table(name)
+        table.sweep_stale_tmp()
+        for key, frame in frames.items():
+            table.write(key, frame, changes)
+        ensure_views(Path(self.warehouse_path), Path(self.tables_root), [name])
+        return table
+
+
 class ParquetTableIOManager(dg.ConfigurableIOManager):
     """Stores every tabular asset as a partitioned table (one Parquet file per partition).
 
     Outputs may cover many partitions (range backfills): rows are split by the asset's
     `partition_column` metadata and each partition is replaced atomically; partitions of the
-    range without rows are stored empty. Inputs are Polars LazyFrames over exactly the
-    upstream partitions the partition mapping asks for. A DuckDB view per table is kept in
-    the warehouse file.
+    range without rows are stored empty. A single-partition LazyFrame is streamed to disk.
+    Declared schema changes come from the asset's `schema_changes` metadata. Inputs are
+    Polars LazyFrames over exactly the upstream partitions the partition mapping asks for.
+    A DuckDB view per table is kept in the warehouse file.
     """
 
     tables_root: str
     warehouse_path: str
 
-    def _table(self, key: dg.AssetKey) -> PartitionedTable:
-        return PartitionedTable(Path(self.tables_root), key.path[-1])
+    def _store(self) -> TableStore:
+        return TableStore(tables_root=self.tables_root, warehouse_path=self.warehouse_path)
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | pl.LazyFrame) -> None:
         if obj is None:
             return
-        frame = obj.collect() if isinstance(obj, pl.LazyFrame) else obj
-        table = self._table(context.asset_key)
+        name = context.asset_key.path[-1]
+        metadata = context.definition_metadata or {}
+        changes = SchemaChanges.from_metadata(metadata.get("schema_changes"))
         if not context.has_asset_partitions:
-            table.write(UNPARTITIONED, frame)
-            keys = [UNPARTITIONED]
+            frames = {UNPARTITIONED: obj}
         else:
             keys = list(context.asset_partition_keys)
-            column = context.definition_metadata["partition_column"]
-            parts = {
-                k[0].isoformat(): v
-                for k, v in frame.partition_by(column, as_dict=True, maintain_order=True).items()
-            }
-            unexpected = sorted(set(parts) - set(keys))
-            if unexpected:
-                raise ValueError(
-                    f"{table.name}: rows for partitions {unexpected[:5]} outside the run's "
-                    f"partitions {keys[0]}..{keys[-1]}"
-                )
-            for key in keys:
-                table.write(key, parts.get(key, frame.clear()))
-        ensure_views(Path(self.warehouse_path), Path(self.tables_root), [table.name])
+            if len(keys) == 1 and isinstance(obj, pl.LazyFrame):
+                frames = {keys[0]: obj}  # streamed to disk, never held in memory whole
+            else:
+                frames = _split_by_partition(name, obj, metadata["partition_column"], keys)
+        table = self._store().write(name, frames, changes)
+        schema = table.schema()
+        rows = table.scan(frames).select(pl.len()).collect().item()
         context.add_output_metadata(
             {
-                "dagster/row_count": frame.height,
-                "dagster/column_schema": table_schema(frame),
-                "partitions_written": len(keys),
+                "dagster/row_count": rows,
+                "dagster/column_schema": table_schema(schema),
+                "partitions_written": len(frames),
                 "table": dg.MetadataValue.path(str(table.folder)),
                 "warehouse_view": table.name,
             }
         )
 
     def load_input(self, context: dg.InputContext) -> pl.LazyFrame:
-        table = self._table(context.asset_key)
-        if context.has_asset_partitions:
-            return table.scan(context.asset_partition_keys)
-        return table.scan([UNPARTITIONED])
+        table = self._store().table(context.asset_key.path[-1])
+        if not context.has_asset_partitions:
+            return table.scan([UNPARTITIONED])
+        keys = list(context.asset_partition_keys)
+        stored = set(table.partitions())
+        missing = [k for k in keys if k not in stored]
+        if missing:
+            context.log.warning(
+                f"{table.name}: {len(missing)} of {len(keys)} upstream partition(s) not "
+                f"materialized, read as no rows: {missing[:5]}{' ...' if len(missing) > 5 else ''}"
+            )
+        return table.scan(keys)
 
 
-def table_schema(frame: pl.DataFrame) -> dg.TableSchema:
+def _split_by_partition(
+    name: str, obj: pl.DataFrame | pl.LazyFrame, column: str, keys: list[str]
+) -> dict[str, pl.DataFrame]:
+    frame = obj.collect() if isinstance(obj, pl.LazyFrame) else obj
+    parts = {
+        k[0].isoformat(): v
+        for k, v in frame.partition_by(column, as_dict=True, maintain_order=True).items()
+    }
+    unexpected = sorted(set(parts) - set(keys))
+    if unexpected:
+        raise ValueError(
+            f"{name}: rows for partitions {unexpected[:5]} outside the run's partitions "
+            f"{keys[0]}..{keys[-1]}"
+        )
+    return {key: parts.get(key, frame.clear()) for key in keys}
+
+
+def table_schema(schema: pl.Schema) -> dg.TableSchema:
     return dg.TableSchema(
-        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
+        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in schema.items()]
     )

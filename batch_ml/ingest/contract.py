@@ -164,7 +164,70 @@ def _read_raw(path: Path, source: Source) -> pl.DataFrame:
     return frame.with_row_index(ROW, offset=1)
 
 
-def _cast(frame: pl.DataFrame, path: Path, source: Source) -> pl.DataFrame:
+# Row-level problems. Which of them drop the row into quarantine instead of failing the
+# whole file is project configuration (`[ingest] quarantine`); anything else fails the file.
+ROW_RULES = (
+    "wrong_type",
+    "missing_value",
+    "negative",
+    "not_finite",
+    "duplicate_row",
+    "duplicate_key",
+    "outside_partition",
+)
+PROBLEM_SCHEMA = {
+    ROW: pl.UInt32(),
+    "column": pl.String(),
+    "rule": pl.String(),
+    "value": pl.String(),
+    "expected": pl.String(),
+}
+
+
+@dataclass(frozen=True)
+class QuarantinePolicy:
+    """Row problems that may drop a row (to quarantine), up to a fraction of the file's rows."""
+
+    rules: frozenset[str] = frozenset()
+    max_fraction: float = 0.0
+
+    def __post_init__(self):
+        unknown = sorted(set(self.rules) - set(ROW_RULES))
+        if unknown:
+            raise ValueError(f"unknown quarantine rule(s) {unknown}; known: {list(ROW_RULES)}")
+        if not 0.0 <= self.max_fraction <= 1.0:
+            raise ValueError(f"max_fraction must be within [0, 1], got {self.max_fraction}")
+
+
+STRICT = QuarantinePolicy()
+
+
+@dataclass(frozen=True)
+class LoadedFile:
+    """A validated landing file: rows accepted, and rows quarantined with the reason."""
+
+    rows: pl.DataFrame
+    rejected: pl.DataFrame  # PROBLEM_SCHEMA plus `record`: the row as found, in JSON
+    rows_in_file: int
+
+
+def _problems(frame: pl.DataFrame, rule: str, column: str, expected: str) -> pl.DataFrame:
+    """Problem rows of `frame` (which holds ROW and, when it exists, `column`)."""
+    value = pl.col(column).cast(pl.String) if column in frame.columns else pl.lit(None, pl.String)
+    return frame.select(
+        pl.col(ROW),
+        pl.lit(column).alias("column"),
+        pl.lit(rule).alias("rule"),
+        value.alias("value"),
+        pl.lit(expected).alias("expected"),
+    )
+
+
+def _no_problems() -> pl.DataFrame:
+    return pl.DataFrame(schema=PROBLEM_SCHEMA)
+
+
+def _check_columns(frame: pl.DataFrame, path: Path, source: Source) -> None:
     problems: list[str] = []
     expected = {**source.required, **source.optional}
     missing = [c for c in source.required if c not in frame.columns]
@@ -173,8 +236,16 @@ def _cast(frame: pl.DataFrame, path: Path, source: Source) -> pl.DataFrame:
     extra = [c for c in frame.columns if c != ROW and c not in expected]
     if extra:
         problems.append(f"unexpected column(s) {extra}; allowed: {sorted(expected)}")
+    duplicated = sorted({c for c in frame.columns if frame.columns.count(c) > 1})
+    if duplicated:
+        problems.append(f"duplicated column name(s) {duplicated}")
     if problems:
         raise ContractViolation(path, problems)
+
+
+def _cast(frame: pl.DataFrame, source: Source) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Cast to the contract's types; values that do not parse are `wrong_type` problems."""
+    expected = {**source.required, **source.optional}
     casts = []
     for col in frame.columns:
         dtype = expected.get(col)
@@ -184,18 +255,20 @@ def _cast(frame: pl.DataFrame, path: Path, source: Source) -> pl.DataFrame:
         if frame.schema[col] == pl.String() and dtype == pl.Date():
             casts.append(src.str.strip_chars().str.to_date("%Y-%m-%d", strict=False).alias(col))
             continue
-        if frame.schema[col] == pl.String() and dtype == pl.Float64():
+        if frame.schema[col] == pl.String() and dtype in (pl.Float64(), pl.Int64()):
             src = src.str.strip_chars()
         casts.append(src.cast(dtype, strict=False).alias(col))
     cast = frame.with_columns(casts)
-    for expr in casts:
-        col = expr.meta.output_name()
-        bad = frame.filter(pl.col(col).is_not_null() & cast[col].is_null())
-        for row, value in bad.select(ROW, col).head(MAX_REPORTED_PROBLEMS).iter_rows():
-            problems.append(f"row {row}, column {col!r}: {value!r} is not a valid {expected[col]}")
-    if problems:
-        raise ContractViolation(path, problems)
-    return cast
+    problems = [
+        _problems(
+            frame.filter(pl.col(col).is_not_null() & cast[col].is_null()).select(ROW, col),
+            "wrong_type",
+            col,
+            "a date as YYYY-MM-DD" if expected[col] == pl.Date() else f"a {expected[col]}",
+        )
+        for col in (e.meta.output_name() for e in casts)
+    ]
+    return cast, pl.concat([_no_problems(), *problems])
 
 
 def _dataframely_schema(source: Source, columns: list[str]) -> type[dy.Schema]:
@@ -225,80 +298,128 @@ def _dataframely_schema(source: Source, columns: list[str]) -> type[dy.Schema]:
     return type(f"{source.name.title()}Contract", (dy.Schema,), attrs)
 
 
-def _rule_message(rule: str) -> tuple[str, str]:
-    column, _, kind = rule.partition("|")
-    if column == "primary_key":
-        return "key", "duplicate key"
-    text = {
-        "nullability": "missing value",
-        "min": "value below the allowed minimum",
-        "nan": "NaN is not allowed",
-        "inf": "infinite value is not allowed",
-        "dtype": "wrong type",
-    }.get(kind, kind)
-    return column, text
+# dataframely rule suffix -> (our rule, what was expected)
+_DATAFRAMELY_RULES = {
+    "nullability": ("missing_value", "a value (the column is required)"),
+    "min": ("negative", ">= 0"),
+    "nan": ("not_finite", "a finite number"),
+    "inf": ("not_finite", "a finite number"),
+}
 
 
-def validate(frame: pl.DataFrame, path: Path, source: Source) -> pl.DataFrame:
-    schema = _dataframely_schema(source, frame.columns)
-    good, failures = schema.filter(frame)
+def _row_rule_problems(frame: pl.DataFrame, source: Source) -> pl.DataFrame:
+    """Nullability, ranges, finiteness (dataframely), exact duplicates and duplicate keys."""
+    data = [c for c in frame.columns if c != ROW]
+    # An exact copy of an earlier row carries no new information: only the copy is a problem.
+    copies = frame.filter(pl.struct(data).is_duplicated() & ~pl.struct(data).is_first_distinct())
+    problems = [_problems(copies.select(ROW), "duplicate_row", ", ".join(data), "no repeated rows")]
+    unique = frame.filter(~pl.col(ROW).is_in(copies[ROW].implode()))
+    _, failures = _dataframely_schema(source, frame.columns).filter(unique)
     if failures.counts():
         details = failures.details()
-        rules = [c for c in details.columns if c not in frame.columns]
-        problems = []
-        for record in details.head(MAX_REPORTED_PROBLEMS).iter_rows(named=True):
-            for rule in rules:
-                if record[rule] == "invalid":
-                    column, text = _rule_message(rule)
-                    if column == "key":
-                        keys = {k: str(record[k]) for k in source.primary_key}
-                        problems.append(f"row {record[ROW]}: {text} {keys}")
-                    else:
-                        problems.append(
-                            f"row {record[ROW]}, column {column!r}: {text} ({record[column]!r})"
-                        )
-        total = len(details)
-        problems.append(f"{total} row(s) rejected; rule counts {failures.counts()}")
-        raise ContractViolation(path, problems)
-    return good
+        for rule in (c for c in details.columns if c not in frame.columns):
+            invalid = details.filter(pl.col(rule) == "invalid")
+            if rule == "primary_key":
+                keys = ", ".join(source.primary_key)
+                values = invalid.select(
+                    ROW,
+                    pl.concat_str(
+                        [pl.col(k).cast(pl.String) for k in source.primary_key],
+                        separator=", ",
+                        ignore_nulls=True,
+                    ).alias(keys),
+                )
+                problems.append(
+                    _problems(values, "duplicate_key", keys, "one row per key (conflicting rows)")
+                )
+                continue
+            column, _, kind = rule.partition("|")
+            if column == ROW:
+                continue
+            ours, expected = _DATAFRAMELY_RULES.get(kind, ("wrong_type", kind))
+            problems.append(_problems(invalid.select(ROW, column), ours, column, expected))
+    return pl.concat([_no_problems(), *problems])
 
 
-def read_landing_file(
-    path: Path, source: Source, day: dt.date | None = None, horizon: int | None = None
-) -> pl.DataFrame:
-    """Read and validate one landing file; return its rows typed as the contract says.
-
-    For daily sources the rows must belong to the file's partition: sales rows carry the
-    partition date, plan rows target dates in (day, day + horizon].
-    """
-    source.partition_of(path.name)
-    frame = _validate_dates(
-        validate(_cast(_read_raw(path, source), path, source), path, source),
-        path,
-        source,
-        day,
-        horizon,
-    )
-    return frame.drop(ROW)
-
-
-def _validate_dates(frame, path, source, day, horizon) -> pl.DataFrame:
+def _date_problems(frame, source, day, horizon) -> pl.DataFrame:
     if day is None or "date" not in frame.columns:
-        return frame
+        return _no_problems()
     if source.name == "plans":
         lo, hi = day + dt.timedelta(days=1), day + dt.timedelta(days=horizon or 10_000)
         expected = f"between {lo} and {hi} (plans published on {day})"
     else:
         lo = hi = day
         expected = f"{day} (the file's partition)"
-    bad = frame.filter((pl.col("date") < lo) | (pl.col("date") > hi))
-    if len(bad):
-        problems = [
-            f"row {r}, column 'date': {d} is outside the partition; expected {expected}"
-            for r, d in bad.select(ROW, "date").head(MAX_REPORTED_PROBLEMS).iter_rows()
+    bad = frame.filter((pl.col("date") < lo) | (pl.col("date") > hi)).select(ROW, "date")
+    return _problems(bad, "outside_partition", "date", expected)
+
+
+_RULE_TEXT = {
+    "wrong_type": "not a valid value",
+    "missing_value": "missing value",
+    "negative": "below the minimum",
+    "not_finite": "not a finite number",
+    "duplicate_row": "an exact copy of an earlier row",
+    "duplicate_key": "duplicate key",
+    "outside_partition": "date outside the partition",
+}
+
+
+def problem_text(problem: dict) -> str:
+    """`row 3, column 'units': below the minimum (-2.0); expected >= 0 [negative]`."""
+    value = "" if problem["value"] is None else f" ({problem['value']!r})"
+    return (
+        f"row {problem[ROW]}, column {problem['column']!r}: {_RULE_TEXT[problem['rule']]}"
+        f"{value}; expected {problem['expected']} [{problem['rule']}]"
+    )
+
+
+def load_landing_file(
+    path: Path,
+    source: Source,
+    day: dt.date | None = None,
+    horizon: int | None = None,
+    policy: QuarantinePolicy = STRICT,
+) -> LoadedFile:
+    """Read and validate one landing file against the contract.
+
+    Structural problems (name, encoding, parse errors, columns) always fail the file. Row
+    problems fail it too unless the policy quarantines that rule and the file's share of
+    quarantined rows stays within `policy.max_fraction`. For daily sources the rows must
+    belong to the file's partition: sales rows carry the partition date, plan rows target
+    dates in (day, day + horizon].
+    """
+    source.partition_of(path.name)
+    raw = _read_raw(path, source)
+    _check_columns(raw, path, source)
+    cast, problems = _cast(raw, source)
+    parsed = cast.filter(~pl.col(ROW).is_in(problems[ROW].implode()))
+    problems = pl.concat(
+        [problems, _row_rule_problems(parsed, source), _date_problems(parsed, source, day, horizon)]
+    ).sort(ROW, "column", maintain_order=True)
+    bad_rows = problems[ROW].unique()
+    fatal = problems.filter(~pl.col("rule").is_in(sorted(policy.rules)))
+    if fatal.height or (raw.height and bad_rows.len() / raw.height > policy.max_fraction):
+        shown = fatal if fatal.height else problems
+        messages = [
+            problem_text(p) for p in shown.head(MAX_REPORTED_PROBLEMS).iter_rows(named=True)
         ]
-        raise ContractViolation(path, problems)
-    return frame
+        counts = dict(problems.group_by("rule").len().sort("rule").iter_rows())
+        summary = f"{bad_rows.len()} of {raw.height} row(s) rejected by rule: {counts}"
+        if not fatal.height:
+            summary += f"; more than the {policy.max_fraction:.1%} the project may quarantine"
+        raise ContractViolation(path, [*messages, summary])
+    records = raw.select(ROW, pl.struct(pl.exclude(ROW)).struct.json_encode().alias("record"))
+    rejected = problems.join(records, on=ROW, how="left")
+    rows = cast.filter(~pl.col(ROW).is_in(bad_rows.implode())).drop(ROW)
+    return LoadedFile(rows=rows, rejected=rejected, rows_in_file=raw.height)
+
+
+def read_landing_file(
+    path: Path, source: Source, day: dt.date | None = None, horizon: int | None = None
+) -> pl.DataFrame:
+    """The rows of a landing file under the strict policy: any problem fails the file."""
+    return load_landing_file(path, source, day, horizon).rows
 
 
 def empty_frame(source: Source, columns: list[str] | None = None) -> pl.DataFrame:
