@@ -76,6 +76,15 @@ class FeatureConfig:
 
 
 @dataclass(frozen=True)
+class IngestConfig:
+    """Row problems that send a row to quarantine instead of failing its file (see
+    `batch_ml.ingest.contract.ROW_RULES`), up to this fraction of a file's rows."""
+
+    quarantine: tuple[str, ...] = ()
+    max_quarantined_fraction: float = 0.0
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     stores: int = 6
     items: int = 40
@@ -92,6 +101,7 @@ class ProjectConfig:
     timezone: str = "UTC"
     forecast: ForecastConfig = field(default_factory=ForecastConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
     @property
@@ -133,6 +143,11 @@ def parse_config(raw: dict, base_dir: Path) -> ProjectConfig:
         product_attributes=_names(feats, "product_attributes"),
         store_attributes=_names(feats, "store_attributes"),
     )
+    ing = raw.get("ingest", {})
+    ingest = IngestConfig(
+        quarantine=tuple(str(r) for r in ing.get("quarantine", [])),
+        max_quarantined_fraction=float(ing.get("max_quarantined_fraction", 0.0)),
+    )
     demo_raw = dict(raw.get("demo", {}))
     if "start_date" in demo_raw:
         demo_raw["start_date"] = _date(demo_raw["start_date"], "demo.start_date")
@@ -143,6 +158,7 @@ def parse_config(raw: dict, base_dir: Path) -> ProjectConfig:
         timezone=cal.get("timezone", "UTC"),
         forecast=forecast,
         features=features,
+        ingest=ingest,
         demo=DemoConfig(**demo_raw),
     )
 

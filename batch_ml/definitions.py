@@ -12,7 +12,7 @@ from batch_ml.config import ProjectConfig, load_config
 from batch_ml.defs import evaluation, features, model, predictions, sources
 from batch_ml.defs.common import BuildContext
 from batch_ml.defs.jobs import build_jobs, build_landing_sensor, build_schedules
-from batch_ml.defs.resources import LandingZone, ModelStore, ParquetTableIOManager
+from batch_ml.defs.resources import LandingZone, ModelStore, ParquetTableIOManager, TableStore
 
 
 def build_definitions(cfg: ProjectConfig) -> dg.Definitions:
@@ -37,6 +37,9 @@ def build_definitions(cfg: ProjectConfig) -> dg.Definitions:
             ),
             "landing": LandingZone(root=str(paths.landing)),
             "model_store": ModelStore(root=str(paths.models)),
+            "tables": TableStore(
+                tables_root=str(paths.tables), warehouse_path=str(paths.warehouse)
+            ),
         },
     )
 

@@ -8,8 +8,7 @@ import pytest
 from batch_ml.config import load_config
 from batch_ml.definitions import build_definitions
 from batch_ml.defs.partitions import Partitioning
-from batch_ml.defs.resources import LandingZone
-from batch_ml.ingest.contract import ContractViolation
+from batch_ml.defs.resources import LandingZone, TableStore
 
 from .conftest import REPO
 
@@ -46,16 +45,28 @@ def _asset(defs, name):
     return defs.resolve_assets_def(name)
 
 
+def _io(cfg):
+    return {
+        "landing": LandingZone(root=str(cfg.paths.landing)),
+        "tables": TableStore(
+            tables_root=str(cfg.paths.tables), warehouse_path=str(cfg.paths.warehouse)
+        ),
+    }
+
+
 def test_sales_asset_loads_one_day_and_reports_checks(small_project):
     defs = build_definitions(small_project)
-    landing = LandingZone(root=str(small_project.paths.landing))
     context = dg.build_asset_context(partition_key="2025-01-10")
-    events = list(_asset(defs, "sales")(context=context, landing=landing))
+    events = list(_asset(defs, "sales")(context=context, **_io(small_project)))
     output = events[0]
     assert output.value["date"].unique().to_list() == [dt.date(2025, 1, 10)]
     assert output.metadata["series"].value == 12
     checks = {e.check_name: e.passed for e in events[1:]}
-    assert checks == {"unique_keys": True, "rows_every_day": True}
+    assert checks == {"unique_keys": True, "rows_every_day": True, "no_quarantined_rows": True}
+    log = TableStore(**_io(small_project)["tables"].model_dump()).table("ingestion_log").read()
+    assert log.select("file", "status", "rows_quarantined").to_dicts() == [
+        {"file": "sales/sales_2025-01-10.csv", "status": "accepted", "rows_quarantined": 0}
+    ]
 
 
 def test_sales_asset_fails_on_a_bad_file_naming_file_row_and_column(small_project):
@@ -67,11 +78,8 @@ def test_sales_asset_fails_on_a_bad_file_naming_file_row_and_column(small_projec
     path.write_text("\n".join(lines) + "\n")
     defs = build_definitions(small_project)
     context = dg.build_asset_context(partition_key="2025-01-10")
-    landing = LandingZone(root=str(small_project.paths.landing))
-    with pytest.raises(
-        ContractViolation, match=r"sales_2025-01-10.csv[\s\S]*row 3, column 'units'"
-    ):
-        list(_asset(defs, "sales")(context=context, landing=landing))
+    with pytest.raises(dg.Failure, match=r"sales_2025-01-10.csv[\s\S]*row 3, column 'units'"):
+        list(_asset(defs, "sales")(context=context, **_io(small_project)))
 
 
 def test_landing_sensor_requests_new_and_changed_days_once(small_project):

@@ -1,13 +1,31 @@
 """Stage `sources`: one asset per landing source, validated against the data contract."""
 
+import datetime as dt
+from dataclasses import dataclass
+
 import dagster as dg
 import polars as pl
 
 from batch_ml.defs.common import OWNERS, BuildContext, measured
 from batch_ml.defs.partitions import partition_dates
-from batch_ml.defs.resources import LandingZone
-from batch_ml.ingest.contract import SERIES_KEYS, empty_frame, read_landing_file
+from batch_ml.defs.resources import LandingZone, TableStore
+from batch_ml.ingest.contract import (
+    SERIES_KEYS,
+    ContractViolation,
+    QuarantinePolicy,
+    Source,
+    empty_frame,
+    load_landing_file,
+)
 from batch_ml.ingest.landing import landing_path
+from batch_ml.ingest.records import (
+    LOG_TABLE,
+    QUARANTINE_SCHEMA,
+    QUARANTINE_TABLE,
+    FileFacts,
+    log_row,
+    quarantine_rows,
+)
 
 GROUP = "sources"
 # Up to a month of days per run in a backfill: one bad file fails only its own chunk.
@@ -24,9 +42,96 @@ def _key_check(asset: str, frame: pl.DataFrame, keys: tuple[str, ...]) -> dg.Ass
     )
 
 
+@dataclass
+class Ingested:
+    frames: list[pl.DataFrame]
+    missing: list[dt.date | None]
+    rows_quarantined: int
+    quarantined_by_rule: dict[str, int]
+
+
+def _quarantine_check(asset: str, ingested: Ingested) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=asset,
+        check_name="no_quarantined_rows",
+        passed=ingested.rows_quarantined == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "rows_quarantined": ingested.rows_quarantined,
+            **{f"rule_{rule}": n for rule, n in ingested.quarantined_by_rule.items()},
+        },
+    )
+
+
+def _quarantine_spec(asset: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        "no_quarantined_rows",
+        asset=asset,
+        description="No row of the partition's files was sent to the `quarantine` table.",
+    )
+
+
+def ingest_files(
+    context: dg.AssetExecutionContext,
+    landing: LandingZone,
+    tables: TableStore,
+    source: Source,
+    days: list[dt.date | None],
+    policy: QuarantinePolicy,
+    horizon: int | None = None,
+) -> Ingested:
+    """Load and validate the source's file of each day; record every file read in the
+    ingestion log and the rows it drops in the quarantine table. Any file that breaks the
+    contract fails the step, after all files of the step were checked and logged."""
+    now = dt.datetime.now(dt.UTC)
+    try:
+        run_id = context.run.run_id
+    except dg.DagsterError:  # invoked directly (tests), outside any run
+        run_id = "direct"
+    frames, missing, errors = [], [], []
+    log: dict[str, pl.DataFrame] = {}
+    quarantined: dict[str, pl.DataFrame] = {}
+    for day in days:
+        path = landing_path(landing.path, source, day)
+        if not path.exists():
+            missing.append(day)
+            continue
+        content = path.read_bytes()
+        facts = FileFacts.of(source.name, path, landing.path, content, day)
+        try:
+            loaded = load_landing_file(path, source, day, horizon, policy, content=content)
+        except ContractViolation as exc:
+            errors.append(str(exc))
+            log[facts.log_key] = log_row(facts, None, str(exc), run_id, now)
+            continue
+        log[facts.log_key] = log_row(facts, loaded, None, run_id, now)
+        quarantined[facts.partition_key] = quarantine_rows(facts, loaded, run_id, now)
+        frames.append(loaded.rows)
+    tables.write(LOG_TABLE, log)
+    if quarantined:
+        tables.write(QUARANTINE_TABLE, quarantined)
+    if errors:
+        raise dg.Failure(
+            description=f"{len(errors)} {source.name} file(s) break the data contract:\n\n"
+            + "\n\n".join(errors),
+            metadata={"files_failed": len(errors), "files_read": len(log)},
+        )
+    rejected = pl.concat([pl.DataFrame(schema=QUARANTINE_SCHEMA), *quarantined.values()])
+    by_rule = dict(rejected.group_by("rule").agg(pl.col("row").n_unique()).sort("rule").iter_rows())
+    rows_quarantined = rejected.select("file", "row").n_unique() if rejected.height else 0
+    if rows_quarantined:
+        context.log.warning(
+            f"{source.name}: {rows_quarantined} row(s) sent to the quarantine table: {by_rule}"
+        )
+    return Ingested(frames, missing, rows_quarantined, by_rule)
+
+
 def build(b: BuildContext) -> list:
     horizon = b.cfg.forecast.horizon
     src = b.sources
+    policy = QuarantinePolicy(
+        frozenset(b.cfg.ingest.quarantine), b.cfg.ingest.max_quarantined_fraction
+    )
 
     @dg.asset(
         name="sales",
@@ -43,6 +148,7 @@ def build(b: BuildContext) -> list:
             dg.AssetCheckSpec(
                 "rows_every_day", asset="sales", description="Every day of the run has sales rows."
             ),
+            _quarantine_spec("sales"),
         ],
         description=(
             "Daily sales per store x item (units, price, promotion) from "
@@ -50,15 +156,17 @@ def build(b: BuildContext) -> list:
             "A missing or invalid file fails its partition and names file, row and column."
         ),
     )
-    def sales(context: dg.AssetExecutionContext, landing: LandingZone):
+    def sales(context: dg.AssetExecutionContext, landing: LandingZone, tables: TableStore):
         with measured() as cost:
-            frames = []
-            for day in partition_dates(context):
-                path = landing_path(landing.path, src["sales"], day)
-                if not path.exists():
-                    raise dg.Failure(f"sales for {day}: landing file {path} is missing")
-                frames.append(read_landing_file(path, src["sales"], day))
-            frame = pl.concat(frames, how="diagonal_relaxed")
+            days = partition_dates(context)
+            ingested = ingest_files(context, landing, tables, src["sales"], days, policy)
+            if ingested.missing:
+                raise dg.Failure(
+                    f"sales: no landing file for {len(ingested.missing)} day(s) "
+                    f"{[d.isoformat() for d in ingested.missing[:5]]}; expected "
+                    f"{landing_path(landing.path, src['sales'], ingested.missing[0])}"
+                )
+            frame = pl.concat(ingested.frames, how="diagonal_relaxed")
         per_day = frame.group_by("date").len()
         yield dg.Output(
             frame,
@@ -66,9 +174,11 @@ def build(b: BuildContext) -> list:
                 **cost,
                 "series": frame.select(SERIES_KEYS).n_unique(),
                 "units_total": float(frame["units"].sum()),
+                "rows_quarantined": ingested.rows_quarantined,
             },
         )
         yield _key_check("sales", frame, ("date", *SERIES_KEYS))
+        yield _quarantine_check("sales", ingested)
         yield dg.AssetCheckResult(
             asset_key="sales",
             check_name="rows_every_day",
@@ -85,34 +195,42 @@ def build(b: BuildContext) -> list:
         kinds={"polars", "parquet"},
         owners=OWNERS,
         metadata={"partition_column": "plan_date"},
-        check_specs=[dg.AssetCheckSpec("unique_keys", asset="plans")],
+        check_specs=[dg.AssetCheckSpec("unique_keys", asset="plans"), _quarantine_spec("plans")],
         description=(
             "Known-in-advance plans published on day D for D+1..D+horizon (planned price, "
             "promotion, opening) from landing/plans/plans_<YYYY-MM-DD>.parquet. Optional: a "
             "day without a file stores an empty partition."
         ),
     )
-    def plans(context: dg.AssetExecutionContext, landing: LandingZone):
+    def plans(context: dg.AssetExecutionContext, landing: LandingZone, tables: TableStore):
         with measured() as cost:
-            frames, missing = [], []
-            for day in partition_dates(context):
-                path = landing_path(landing.path, src["plans"], day)
-                if not path.exists():
-                    missing.append(day.isoformat())
-                    continue
-                frames.append(
-                    read_landing_file(path, src["plans"], day, horizon).with_columns(
-                        plan_date=pl.lit(day)
-                    )
-                )
+            days = partition_dates(context)
+            ingested = ingest_files(context, landing, tables, src["plans"], days, policy, horizon)
+            published = [d for d in days if d not in ingested.missing]
             frame = pl.concat(
-                [empty_frame(src["plans"]).with_columns(plan_date=pl.lit(None, pl.Date)), *frames],
+                [
+                    empty_frame(src["plans"]).with_columns(plan_date=pl.lit(None, pl.Date)),
+                    *(
+                        f.with_columns(plan_date=pl.lit(d))
+                        for f, d in zip(ingested.frames, published, strict=True)
+                    ),
+                ],
                 how="diagonal_relaxed",
             )
-        if missing:
-            context.log.warning(f"no plan file for {len(missing)} day(s): {missing[:5]}")
-        yield dg.Output(frame, metadata={**cost, "days_without_file": len(missing)})
+        if ingested.missing:
+            context.log.warning(
+                f"no plan file for {len(ingested.missing)} day(s): {ingested.missing[:5]}"
+            )
+        yield dg.Output(
+            frame,
+            metadata={
+                **cost,
+                "days_without_file": len(ingested.missing),
+                "rows_quarantined": ingested.rows_quarantined,
+            },
+        )
         yield _key_check("plans", frame, ("plan_date", "date", *SERIES_KEYS))
+        yield _quarantine_check("plans", ingested)
 
     def static_source(name: str, description: str, kind: str):
         @dg.asset(
@@ -120,19 +238,28 @@ def build(b: BuildContext) -> list:
             group_name=GROUP,
             kinds={"polars", kind},
             owners=OWNERS,
-            check_specs=[dg.AssetCheckSpec("unique_keys", asset=name)],
+            check_specs=[dg.AssetCheckSpec("unique_keys", asset=name), _quarantine_spec(name)],
             description=description,
         )
-        def _static(context: dg.AssetExecutionContext, landing: LandingZone):
+        def _static(context: dg.AssetExecutionContext, landing: LandingZone, tables: TableStore):
             source = src[name]
             path = landing_path(landing.path, source)
-            if path.exists():
-                frame = read_landing_file(path, source)
-            else:
+            ingested = ingest_files(context, landing, tables, source, [None], policy)
+            if ingested.missing:
                 context.log.warning(f"{path} not found: {name} is optional, stored empty")
                 frame = empty_frame(source)
-            yield dg.Output(frame, metadata={"file": str(path), "file_present": path.exists()})
+            else:
+                frame = ingested.frames[0]
+            yield dg.Output(
+                frame,
+                metadata={
+                    "file": str(path),
+                    "file_present": not ingested.missing,
+                    "rows_quarantined": ingested.rows_quarantined,
+                },
+            )
             yield _key_check(name, frame, source.primary_key)
+            yield _quarantine_check(name, ingested)
 
         return _static
 

@@ -8,6 +8,7 @@ ranges and key uniqueness; every problem is reported with file, row and column.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import re
 from dataclasses import dataclass
@@ -134,27 +135,30 @@ def sources(features: FeatureConfig) -> dict[str, Source]:
 ROW = "_row"  # 1-based row of the record in its file (for CSV: data row, header excluded)
 
 
-def _read_raw(path: Path, source: Source) -> pl.DataFrame:
-    """Read a file as-is (CSV as strings) with its row numbers; structural errors name the file."""
+def _read_raw(path: Path, source: Source, content: bytes) -> pl.DataFrame:
+    """Parse a file's bytes as-is (CSV as strings) with row numbers; structural errors name
+    the file."""
+    if not content:
+        raise ContractViolation(path, ["the file is empty (0 bytes); expected at least a header"])
     try:
         if source.file_format == "csv":
-            raw = path.read_bytes()
             try:
-                raw.decode("utf-8")
+                content.decode("utf-8")
             except UnicodeDecodeError as exc:
-                line = raw[: exc.start].count(b"\n") + 1
+                line = content[: exc.start].count(b"\n") + 1
                 raise ContractViolation(path, [f"line {line}: not valid UTF-8"]) from None
-            frame = pl.read_csv(raw, infer_schema=False, encoding="utf8")
+            frame = pl.read_csv(content, infer_schema=False, encoding="utf8")
         elif source.file_format == "parquet":
-            frame = pl.read_parquet(path)
+            frame = pl.read_parquet(io.BytesIO(content))
         else:
-            records = json.loads(path.read_text(encoding="utf-8"))
+            records = json.loads(content.decode("utf-8"))
             if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
                 raise ContractViolation(path, ["expected a JSON array of objects"])
             frame = pl.DataFrame(records, infer_schema_length=None) if records else pl.DataFrame()
     except ContractViolation:
         raise
-    except (pl.exceptions.PolarsError, json.JSONDecodeError, OSError) as exc:
+    except (pl.exceptions.PolarsError, ValueError, OSError) as exc:
+        # ValueError covers JSON syntax errors and non-UTF-8 JSON.
         raise ContractViolation(
             path, [f"cannot be parsed as {source.file_format}: {exc}"]
         ) from None
@@ -380,6 +384,7 @@ def load_landing_file(
     day: dt.date | None = None,
     horizon: int | None = None,
     policy: QuarantinePolicy = STRICT,
+    content: bytes | None = None,
 ) -> LoadedFile:
     """Read and validate one landing file against the contract.
 
@@ -387,10 +392,11 @@ def load_landing_file(
     problems fail it too unless the policy quarantines that rule and the file's share of
     quarantined rows stays within `policy.max_fraction`. For daily sources the rows must
     belong to the file's partition: sales rows carry the partition date, plan rows target
-    dates in (day, day + horizon].
+    dates in (day, day + horizon]. `content`, when given, is the file's bytes already read
+    (so what is validated is exactly what was hashed for the ingestion log).
     """
     source.partition_of(path.name)
-    raw = _read_raw(path, source)
+    raw = _read_raw(path, source, path.read_bytes() if content is None else content)
     _check_columns(raw, path, source)
     cast, problems = _cast(raw, source)
     parsed = cast.filter(~pl.col(ROW).is_in(problems[ROW].implode()))
