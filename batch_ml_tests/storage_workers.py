@@ -1,0 +1,131 @@
+"""Writer and reader processes for the storage fault-injection and concurrency tests.
+
+They run in child processes of a `forkserver` that preloads Dagster and Polars once, so a
+test can start and SIGKILL dozens of real writers without paying the import each time.
+Every write goes through the project's I/O manager inside a real `dg.materialize` run.
+"""
+
+import hashlib
+import os
+import signal
+import time
+import traceback
+import zlib
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+from batch_ml.defs.resources import ParquetTableIOManager
+
+TABLE = "fault_table"
+ROWS = 40_000
+PARTITIONS = dg.DailyPartitionsDefinition(start_date="2025-01-01", end_date="2025-12-31")
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def partition_frame(key: str, generation: int) -> pl.DataFrame:
+    """The exact content of one partition for one generation of writes."""
+    ids = pl.int_range(0, ROWS, eager=True)
+    return pl.DataFrame(
+        {
+            "day": pl.Series([key] * ROWS).str.to_date(),
+            "id": ids,
+            "generation": generation,
+            "value": (ids * 31 + zlib.crc32(key.encode()) % 1000 * generation) % 997 / 7.0,
+        }
+    )
+
+
+class GenerationConfig(dg.Config):
+    generation: int
+
+
+@dg.asset(
+    name=TABLE,
+    partitions_def=PARTITIONS,
+    metadata={"partition_column": "day"},
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+def fault_table(context: dg.AssetExecutionContext, config: GenerationConfig) -> pl.DataFrame:
+    return pl.concat(partition_frame(k, config.generation) for k in context.partition_keys)
+
+
+def materialize(root: Path, keys: list[str], generation: int) -> None:
+    io = ParquetTableIOManager(
+        tables_root=str(root / "tables"), warehouse_path=str(root / "warehouse.duckdb")
+    )
+    run_config = {"ops": {TABLE: {"config": {"generation": generation}}}}
+    if len(keys) == 1:
+        result = dg.materialize(
+            [fault_table],
+            partition_key=keys[0],
+            resources={"io_manager": io},
+            run_config=run_config,
+        )
+    else:
+        result = dg.materialize(
+            [fault_table],
+            tags={RANGE_START: keys[0], RANGE_END: keys[-1]},
+            resources={"io_manager": io},
+            run_config=run_config,
+        )
+    assert result.success
+
+
+def write_forever(root: Path, keys: list[str], generation: int) -> None:
+    """Rewrite the same partitions in a loop until killed (fault-injection target)."""
+    while True:
+        materialize(root, keys, generation)
+
+
+def die_at(root: Path, keys: list[str], generation: int, point: str, nth: int) -> None:
+    """Rewrite partitions and SIGKILL this process right before or right after the `nth`
+    partition file is renamed into place: the exact moments an atomic write must survive."""
+    real_replace = os.replace
+    renames = 0
+
+    def replace(src, dst):
+        nonlocal renames
+        if str(dst).endswith(".parquet"):
+            renames += 1
+        if renames == nth and point == "before_rename":
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_replace(src, dst)
+        if renames == nth and point == "after_rename":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    os.replace = replace  # this child only; it dies before it could matter to anyone else
+    write_forever(root, keys, generation)
+
+
+def write_each(root: Path, keys: list[str], errors) -> None:
+    """One single-partition run per key (concurrency test); errors are reported, not raised."""
+    for key in keys:
+        try:
+            materialize(root, [key], generation=1)
+        except Exception:  # noqa: BLE001 - the test counts and shows every failure
+            errors.put(traceback.format_exc())
+
+
+def read_until(root: Path, stop, errors, observations) -> None:
+    """A consumer reading through the DuckDB warehouse while writers run."""
+    database = str(root / "warehouse.duckdb")
+    while not stop.is_set():
+        try:
+            with duckdb.connect(database, read_only=True) as con:
+                rows = con.execute(
+                    f"select day, count(*), count(distinct id), min(generation), "  # noqa: S608
+                    f"max(generation) from {TABLE} group by day"
+                ).fetchall()
+            observations.put(rows)
+        except Exception:  # noqa: BLE001
+            errors.put(traceback.format_exc())
+        time.sleep(0.01)
+
+
+def sorted_digest(frame: pl.DataFrame) -> str:
+    ordered = frame.select(sorted(frame.columns)).sort(["day", "id"])
+    return hashlib.sha256(ordered.write_csv().encode()).hexdigest()
