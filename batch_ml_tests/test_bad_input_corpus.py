@@ -268,32 +268,6 @@ NO_DATE = "file name holds no valid date"
 NOT_JSON_ARRAY = "expected a JSON array of objects"
 KEY3 = "column 'date, store_id, item_id': duplicate key"
 
-BUG_DUPLICATE_COLUMNS = (
-    "contract.py _check_columns: polars renames a repeated CSV header to 'units_duplicated_0', "
-    "so the file fails as \"unexpected column(s) ['units_duplicated_0']\" (a column the file "
-    "does not have) and the 'duplicated column name(s)' check is never reached"
-)
-BUG_EMPTY_ID = (
-    "contract.py accepts an empty string as store_id/item_id: docs/data-contract.md requires "
-    "'not empty', but the dataframely schema only forbids null"
-)
-BUG_DIRECTORY = (
-    "load_landing_file (contract.py) and ingest_files (defs/sources.py) call read_bytes() on a "
-    "directory at the file's path: IsADirectoryError instead of ContractViolation, so the run "
-    "fails without an ingestion_log row and the step's other files are not checked"
-)
-BUG_SYMLINK = (
-    "landing.discover (Path.is_file follows links) lists a symlink that resolves outside the "
-    "landing root; the sensor hashes and the asset reads the file it points to"
-)
-BUG_NESTED = (
-    "contract.py _cast/_row_rule_problems: a Parquet column of nested type (struct/list) raises "
-    "a raw polars/dataframely error instead of ContractViolation (no file name, no log row)"
-)
-BUG_NUMERIC_DATE = (
-    "contract.py _cast casts a numeric column to Date with cast(strict=False), reading 20250101 "
-    "as days since 1970 (year 57413): the file is accepted with nonsense dates, not wrong_type"
-)
 
 # fmt: off
 CASES: list[Case] = [
@@ -325,7 +299,7 @@ CASES: list[Case] = [
          fail("missing required column(s) ['store_id']", "unexpected column(s) [' store_id']")),
     Case("sales_duplicate_column_names", S, "the header names `units` twice",
          _csv("2025-03-01,S01,I001,3,4", header="date,store_id,item_id,units,units"),
-         fail("duplicated column name(s) ['units']"), bug=BUG_DUPLICATE_COLUMNS),
+         fail("duplicated column name(s) ['units']")),
     # --- sales: values --------------------------------------------------------------------------
     Case("sales_units_text", S, "`units` is a word",
          _csv(GOOD_ROW, _row(units="three", item="I002")),
@@ -350,7 +324,7 @@ CASES: list[Case] = [
     Case("sales_empty_item_id", S, "`item_id` left empty", _csv(_row(item="")),
          fail(f"row 1, column 'item_id': {REQUIRED}")),
     Case("sales_quoted_empty_store_id", S, 'store_id `""` (empty string, quoted)',
-         _csv(_row(store='""')), fail("row 1, column 'store_id'"), bug=BUG_EMPTY_ID),
+         _csv(_row(store='""')), fail("row 1, column 'store_id'")),
     Case("sales_duplicate_key", S, "two rows for one day, store and item",
          _csv(GOOD_ROW, _row(units="5")),
          fail(f"row 1, {KEY3} ('2025-03-01, S01, I001')", f"row 2, {KEY3}",
@@ -438,12 +412,11 @@ CASES: list[Case] = [
     Case("sales_directory", S, "a directory named like the day's file", _directory,
          bad_name(NOT_A_FILE, by_name=False)),
     Case("sales_directory_loaded", S, "the day's run reads that directory", _directory,
-         fail(NOT_A_FILE), bug=BUG_DIRECTORY),
+         fail(NOT_A_FILE)),
     Case("sales_symlink_inside_landing", S, "symlink to a file elsewhere in the landing root",
          _symlink_inside, ok(2)),
     Case("sales_symlink_outside_landing", S, "symlink to a file outside the landing root",
-         _symlink_outside, bad_name("outside the landing folder", by_name=False),
-         bug=BUG_SYMLINK),
+         _symlink_outside, bad_name("outside the landing folder", by_name=False)),
     Case("sales_symlink_dangling", S, "symlink to nothing", _symlink_dangling,
          bad_name(NOT_A_FILE, by_name=False)),
     Case("sales_name_parent_dir", S, "`../` before the name", CSV_ROW, bad_name(),
@@ -508,9 +481,9 @@ CASES: list[Case] = [
          _plan(price=["1.5", "abc"]),
          fail("row 2, column 'price': not a valid value ('abc')", A_NUMBER)),
     Case("plans_struct_price", P, "price of a nested (struct) type",
-         _plan(price=[{"a": 1.0}, {"a": 2.0}]), fail("column 'price'"), bug=BUG_NESTED),
+         _plan(price=[{"a": 1.0}, {"a": 2.0}]), fail("column 'price'")),
     Case("plans_list_price", P, "price of a list type", _plan(price=[[1.0], [2.0]]),
-         fail("column 'price'"), bug=BUG_NESTED),
+         fail("column 'price'")),
     Case("plans_nan_price", P, "planned price NaN", _plan(price=[float("nan"), 1.0]),
          fail("row 1, column 'price': not a finite number ('NaN')")),
     Case("plans_negative_price", P, "planned price -1", _plan(price=[-1.0, 1.0]),
@@ -544,7 +517,14 @@ CASES: list[Case] = [
          fail(f"row 1, column 'date': {REQUIRED}")),
     Case("calendar_integer_dates", C, "dates stored as integers 20250101",
          _calendar(date=[20250101, 20250102], is_holiday=[1.0, 0.0]),
-         fail("row 1, column 'date'", "expected a date"), bug=BUG_NUMERIC_DATE),
+         fail("row 1, column 'date'", "expected a date")),
+    Case("calendar_midnight_timestamps", C, "dates stored as midnight timestamps (pandas)",
+         _calendar(date=[dt.datetime(2025, 1, 1), dt.datetime(2025, 1, 2)], is_holiday=[1.0, 0.0]),
+         ok(2, date=[dt.date(2025, 1, 1), dt.date(2025, 1, 2)])),
+    Case("calendar_timestamps_with_time", C, "timestamps at 13:30 where dates are expected",
+         _calendar(date=[dt.datetime(2025, 1, 1, 13, 30)], is_holiday=[1.0]),
+         fail("row 1, column 'date': not a valid value ('2025-01-01 13:30:00.000000')",
+              "expected a date")),
     Case("calendar_no_columns", C, "a Parquet file without columns", _parquet(pl.DataFrame()),
          fail("missing required column(s) ['date']; file has []")),
     Case("calendar_q_nan", C, "a NaN flag, `not_finite` quarantined",
@@ -591,7 +571,7 @@ CASES: list[Case] = [
          _json([{"item_id": "I001", "base_price": 3.5}, {"item_id": "I002", "base_price": "x"}]),
          ok(2, base_price=["3.5", "x"])),
     Case("products_empty_id", PR, 'item_id `""`', _json([{"item_id": ""}]),
-         fail("row 1, column 'item_id'"), bug=BUG_EMPTY_ID),
+         fail("row 1, column 'item_id'")),
     Case("products_q_missing_id", PR, "an object without item_id, `missing_value` quarantined",
          _json([{"item_id": "I001"}, {"category": "x"}]),
          quarantined(1, (2, "missing_value")), policy=_policy("missing_value")),

@@ -17,7 +17,7 @@ from batch_ml.ingest.contract import (
     empty_frame,
     load_landing_file,
 )
-from batch_ml.ingest.landing import landing_path
+from batch_ml.ingest.landing import file_problem, landing_path
 from batch_ml.ingest.records import (
     LOG_TABLE,
     QUARANTINE_SCHEMA,
@@ -96,9 +96,12 @@ def ingest_files(
         if not path.exists():
             missing.append(day)
             continue
-        content = path.read_bytes()
+        problem = file_problem(landing.path, path)
+        content = b"" if problem else path.read_bytes()
         facts = FileFacts.of(source.name, path, landing.path, content, day)
         try:
+            if problem:
+                raise ContractViolation(path, [problem])
             loaded = load_landing_file(path, source, day, horizon, policy, content=content)
         except ContractViolation as exc:
             errors.append(str(exc))

@@ -7,6 +7,7 @@ ranges and key uniqueness; every problem is reported with file, row and column.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import io
 import json
@@ -22,6 +23,7 @@ from batch_ml.config import FeatureConfig
 SERIES_KEYS = ("store_id", "item_id")
 TARGET = "units"
 MAX_REPORTED_PROBLEMS = 10
+MAX_VALUE_CHARS = 80  # of a bad value quoted in a message
 
 
 class ContractViolation(ValueError):
@@ -147,6 +149,11 @@ def _read_raw(path: Path, source: Source, content: bytes) -> pl.DataFrame:
             except UnicodeDecodeError as exc:
                 line = content[: exc.start].count(b"\n") + 1
                 raise ContractViolation(path, [f"line {line}: not valid UTF-8"]) from None
+            header = next(csv.reader([content.split(b"\n", 1)[0].decode("utf-8")]), [])
+            names = [h.strip("\r").lstrip("\ufeff") for h in header]
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ContractViolation(path, [f"duplicated column name(s) {repeated}"])
             frame = pl.read_csv(content, infer_schema=False, encoding="utf8")
         elif source.file_format == "parquet":
             frame = pl.read_parquet(io.BytesIO(content))
@@ -247,31 +254,72 @@ def _check_columns(frame: pl.DataFrame, path: Path, source: Source) -> None:
         raise ContractViolation(path, problems)
 
 
+def _text(frame: pl.DataFrame, column: str) -> pl.Series:
+    """A column's values as short text for messages (also for nested types)."""
+    series = frame[column]
+    if series.dtype.is_nested():
+        return pl.Series(column, [str(v) for v in series.to_list()], pl.String)
+    return series.cast(pl.String)
+
+
+def _convert(src: pl.Expr, have: pl.DataType, want: pl.DataType) -> pl.Expr | None:
+    """How a column of type `have` becomes the contract's `want`; None when it cannot."""
+    if have == want or have == pl.Null():
+        return src.cast(want)
+    if want == pl.Date():
+        if have == pl.String():
+            return src.str.strip_chars().str.to_date("%Y-%m-%d", strict=False)
+        if isinstance(have, pl.Datetime):  # e.g. pandas writes dates as midnight timestamps
+            return pl.when(src.dt.time() == dt.time(0)).then(src.dt.date())
+        return None  # numbers are not dates (20250101 would read as days since 1970)
+    if have.is_nested() or want.is_nested():
+        return None
+    if have == pl.String() and want.is_numeric():
+        return src.str.strip_chars().cast(want, strict=False)
+    if want.is_numeric() and not (have.is_numeric() or have == pl.Boolean()):
+        return None
+    return src.cast(want, strict=False)
+
+
 def _cast(frame: pl.DataFrame, source: Source) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Cast to the contract's types; values that do not parse are `wrong_type` problems."""
+    """Cast to the contract's types; values that do not parse are `wrong_type` problems.
+
+    Empty strings in required text columns (ids) count as missing values.
+    """
     expected = {**source.required, **source.optional}
-    casts = []
-    for col in frame.columns:
-        dtype = expected.get(col)
-        if col == ROW or dtype is None:
+    required_text = {
+        c for c in (*source.required, *source.primary_key) if expected.get(c) == pl.String()
+    }
+    blank = {
+        c: pl.col(c).str.strip_chars() == ""
+        for c in required_text
+        if c in frame.columns and frame.schema[c] == pl.String()
+    }
+    frame = frame.with_columns(
+        pl.when(is_blank).then(None).otherwise(pl.col(c)).alias(c) for c, is_blank in blank.items()
+    )
+    casts = {}
+    for col, have in frame.schema.items():
+        want = expected.get(col)
+        if col == ROW or want is None:
             continue
-        src = pl.col(col)
-        if frame.schema[col] == pl.String() and dtype == pl.Date():
-            casts.append(src.str.strip_chars().str.to_date("%Y-%m-%d", strict=False).alias(col))
-            continue
-        if frame.schema[col] == pl.String() and dtype in (pl.Float64(), pl.Int64()):
-            src = src.str.strip_chars()
-        casts.append(src.cast(dtype, strict=False).alias(col))
-    cast = frame.with_columns(casts)
-    problems = [
-        _problems(
-            frame.filter(pl.col(col).is_not_null() & cast[col].is_null()).select(ROW, col),
-            "wrong_type",
-            col,
-            "a date as YYYY-MM-DD" if expected[col] == pl.Date() else f"a {expected[col]}",
-        )
-        for col in (e.meta.output_name() for e in casts)
-    ]
+        casts[col] = _convert(pl.col(col), have, want)
+        if casts[col] is None:
+            casts[col] = pl.lit(None, want)  # every value of the column is of the wrong type
+    cast = frame.with_columns(expr.alias(col) for col, expr in casts.items())
+    problems = []
+    for col in casts:
+        bad = frame.filter(pl.col(col).is_not_null() & cast[col].is_null())
+        if bad.height:
+            want = expected[col]
+            problems.append(
+                _problems(
+                    pl.DataFrame({ROW: bad[ROW], col: _text(bad, col)}),
+                    "wrong_type",
+                    col,
+                    "a date as YYYY-MM-DD" if want == pl.Date() else f"a {want}",
+                )
+            )
     return cast, pl.concat([_no_problems(), *problems])
 
 
@@ -371,7 +419,10 @@ _RULE_TEXT = {
 
 def problem_text(problem: dict) -> str:
     """`row 3, column 'units': below the minimum (-2.0); expected >= 0 [negative]`."""
-    value = "" if problem["value"] is None else f" ({problem['value']!r})"
+    text = problem["value"]
+    if text is not None and len(text) > MAX_VALUE_CHARS:
+        text = f"{text[:MAX_VALUE_CHARS]}... ({len(text)} characters)"
+    value = "" if text is None else f" ({text!r})"
     return (
         f"row {problem[ROW]}, column {problem['column']!r}: {_RULE_TEXT[problem['rule']]}"
         f"{value}; expected {problem['expected']} [{problem['rule']}]"
@@ -396,7 +447,11 @@ def load_landing_file(
     (so what is validated is exactly what was hashed for the ingestion log).
     """
     source.partition_of(path.name)
-    raw = _read_raw(path, source, path.read_bytes() if content is None else content)
+    if content is None:
+        if not path.is_file():
+            raise ContractViolation(path, ["not a regular file"])
+        content = path.read_bytes()
+    raw = _read_raw(path, source, content)
     _check_columns(raw, path, source)
     cast, problems = _cast(raw, source)
     parsed = cast.filter(~pl.col(ROW).is_in(problems[ROW].implode()))

@@ -23,6 +23,15 @@ def landing_path(landing_root: Path, source: Source, day: dt.date | None = None)
     return landing_root / source.name / source.file_name(day)
 
 
+def file_problem(landing_root: Path, path: Path) -> str | None:
+    """Why a path in the landing zone cannot be read as a landing file, or None."""
+    if not path.is_file():
+        return "not a regular file"
+    if not path.resolve().is_relative_to(Path(landing_root).resolve()):
+        return "a link that points outside the landing folder"
+    return None
+
+
 def discover(landing_root: Path, source: Source) -> tuple[list[LandingFile], list[str]]:
     """Valid files of a source, and the problems with the names that break the contract.
 
@@ -38,8 +47,9 @@ def discover(landing_root: Path, source: Source) -> tuple[list[LandingFile], lis
         name = path.name
         if name.startswith(".") or name.endswith((".tmp", ".part", ".partial")):
             continue
-        if not path.is_file():
-            problems.append(f"{path}: not a regular file")
+        problem = file_problem(landing_root, path)
+        if problem:
+            problems.append(f"{path}: {problem}")
             continue
         try:
             partition = source.partition_of(name)
