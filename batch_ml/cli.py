@@ -16,11 +16,10 @@ import warnings
 from pathlib import Path
 
 from batch_ml.config import ProjectConfig, load_config
+from batch_ml.defs.partitions import RANGE_END, RANGE_START
 from batch_ml.demo.simulator import spec_from_config, write_landing
 from batch_ml.ingest.landing import discover
 
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 

@@ -82,6 +82,8 @@ class IngestConfig:
 
     quarantine: tuple[str, ...] = ()
     max_quarantined_fraction: float = 0.0
+    # A landing file modified less than this many seconds ago may still be being written.
+    settle_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,7 @@ def parse_config(raw: dict, base_dir: Path) -> ProjectConfig:
     ingest = IngestConfig(
         quarantine=tuple(str(r) for r in ing.get("quarantine", [])),
         max_quarantined_fraction=float(ing.get("max_quarantined_fraction", 0.0)),
+        settle_seconds=float(ing.get("settle_seconds", 10.0)),
     )
     demo_raw = dict(raw.get("demo", {}))
     if "start_date" in demo_raw:

@@ -17,13 +17,12 @@ import dagster as dg
 import duckdb
 import polars as pl
 
+from batch_ml.defs.partitions import RANGE_END, RANGE_START
 from batch_ml.defs.resources import ParquetTableIOManager
 
 TABLE = "fault_table"
 ROWS = 40_000
 PARTITIONS = dg.DailyPartitionsDefinition(start_date="2025-01-01", end_date="2025-12-31")
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 
 
 def partition_frame(key: str, generation: int) -> pl.DataFrame:

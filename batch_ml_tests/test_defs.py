@@ -82,34 +82,6 @@ def test_sales_asset_fails_on_a_bad_file_naming_file_row_and_column(small_projec
         list(_asset(defs, "sales")(context=context, **_io(small_project)))
 
 
-def test_landing_sensor_requests_new_and_changed_days_once(small_project):
-    defs = build_definitions(small_project)
-    sensor = defs.resolve_sensor_def("landing_files_sensor")
-    landing = LandingZone(root=str(small_project.paths.landing))
-    (small_project.paths.landing / "sales" / "sales_bad-name.csv").write_text("x")
-
-    with dg.build_sensor_context(resources={"landing": landing}) as ctx:
-        first = sensor(ctx)
-    day_runs = [r for r in first.run_requests if r.job_name == "ingest_job"]
-    assert len(day_runs) == 50  # bounded burst; the rest follow on the next tick
-    assert {r.job_name for r in first.run_requests} == {"ingest_job", "reference_data_job"}
-
-    cursor = first.cursor
-    for _ in range(3):
-        with dg.build_sensor_context(cursor=cursor, resources={"landing": landing}) as ctx:
-            result = sensor(ctx)
-        cursor = result.cursor
-    with dg.build_sensor_context(cursor=cursor, resources={"landing": landing}) as ctx:
-        assert sensor(ctx).run_requests == []  # everything seen: nothing to do
-
-    changed = small_project.paths.landing / "sales" / "sales_2025-01-05.csv"
-    text = changed.read_text().splitlines()
-    changed.write_text("\n".join(text[:-1]) + "\n")  # corrected delivery: one row fewer
-    with dg.build_sensor_context(cursor=cursor, resources={"landing": landing}) as ctx:
-        requests = sensor(ctx).run_requests
-    assert [(r.job_name, r.partition_key) for r in requests] == [("ingest_job", "2025-01-05")]
-
-
 def test_weekly_model_partitions_cover_exactly_the_forecast_days():
     """Each forecast day has its model week, and no model week is left that no day needs."""
     parts = Partitioning.from_config(load_config(REPO / "batch_ml.toml"))

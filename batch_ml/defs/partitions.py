@@ -9,6 +9,10 @@ import dagster as dg
 
 from batch_ml.config import ProjectConfig
 
+# Run tags that make one run cover a range of partitions (what range backfills use).
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
 
 def _next_monday(day: dt.date) -> dt.date:
     return day + dt.timedelta(days=(7 - day.weekday()) % 7)

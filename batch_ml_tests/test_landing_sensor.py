@@ -1,0 +1,172 @@
+"""The landing sensor driven through a sequence of arrivals, with its real cursor."""
+
+import datetime as dt
+import os
+import time
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from batch_ml.definitions import build_definitions
+from batch_ml.defs.jobs import MAX_DAYS_PER_RUN, MAX_RUNS_PER_TICK
+from batch_ml.defs.partitions import RANGE_END, RANGE_START
+from batch_ml.defs.resources import LandingZone, TableStore
+from batch_ml.ingest.arrivals import contiguous_ranges
+from batch_ml.ingest.contract import PROBLEM_SCHEMA, LoadedFile
+from batch_ml.ingest.records import LOG_TABLE, FileFacts, log_row
+
+
+class Sensor:
+    """Ticks the real sensor definition, carrying its cursor like the daemon does."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.sensor = build_definitions(cfg).resolve_sensor_def("landing_files_sensor")
+        self.resources = {
+            "landing": LandingZone(root=str(cfg.paths.landing)),
+            "tables": TableStore(
+                tables_root=str(cfg.paths.tables), warehouse_path=str(cfg.paths.warehouse)
+            ),
+        }
+        self.cursor = None
+
+    def tick(self) -> dg.SensorResult:
+        with dg.build_sensor_context(cursor=self.cursor, resources=self.resources) as ctx:
+            result = self.sensor(ctx)
+        self.cursor = result.cursor
+        return result
+
+
+def _age(*paths, seconds=120):
+    past = time.time() - seconds
+    for p in paths:
+        os.utime(p, (past, past))
+
+
+def _all_files(cfg):
+    return [p for p in cfg.paths.landing.rglob("*") if p.is_file()]
+
+
+def _days(request) -> list[str]:
+    if request.partition_key:
+        return [request.partition_key]
+    first = dt.date.fromisoformat(request.tags[RANGE_START])
+    last = dt.date.fromisoformat(request.tags[RANGE_END])
+    return [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+
+
+def _sales(cfg, day: str):
+    return cfg.paths.landing / "sales" / f"sales_{day}.csv"
+
+
+def test_contiguous_days_become_bounded_ranges():
+    d = dt.date(2025, 1, 1)
+    days = [d + dt.timedelta(days=i) for i in (*range(40), 41, 42, 50)]
+    assert contiguous_ranges(days, 31) == [
+        (d, d + dt.timedelta(days=30)),
+        (d + dt.timedelta(days=31), d + dt.timedelta(days=39)),
+        (d + dt.timedelta(days=41), d + dt.timedelta(days=42)),
+        (d + dt.timedelta(days=50), d + dt.timedelta(days=50)),
+    ]
+
+
+def test_sensor_sequence_new_duplicate_changed_partial_burst_and_bad_names(small_project):
+    cfg = small_project
+    (cfg.paths.landing / "sales" / "sales_;rm -rf ~.csv").write_text("x")  # a bad name
+    _age(*_all_files(cfg))
+    sensor = Sensor(cfg)
+
+    # New: 130 days become ranges of consecutive days, plus one run for the static sources.
+    first = sensor.tick()
+    ingest = [r for r in first.run_requests if r.job_name == "ingest_job"]
+    assert [r.job_name for r in first.run_requests].count("reference_data_job") == 1
+    requested = [d for r in ingest for d in _days(r)]
+    assert len(requested) == len(set(requested)) == 130
+    assert len(ingest) == -(-130 // MAX_DAYS_PER_RUN)
+    assert all(r.tags["batch_ml/trigger"] == "new" for r in ingest)
+
+    # Nothing new: a skip with its reason, no run.
+    again = sensor.tick()
+    assert (
+        again.run_requests in (None, []) and "no new or changed" in again.skip_reason.skip_message
+    )
+
+    # Identical re-delivery (same bytes, new mtime): nothing to do.
+    day = "2025-02-10"
+    path = _sales(cfg, day)
+    path.write_bytes(path.read_bytes())
+    _age(path, seconds=60)
+    assert not sensor.tick().run_requests
+
+    # Changed content: that day again, tagged as a change.
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n")  # one row fewer: a correction
+    _age(path, seconds=60)
+    changed = sensor.tick().run_requests
+    assert [(r.job_name, r.partition_key) for r in changed] == [("ingest_job", day)]
+    assert changed[0].tags["batch_ml/trigger"] == "changed"
+
+    # Partial: a file written moments ago waits; a temporary name is ignored altogether.
+    busy = _sales(cfg, "2025-05-10")
+    busy.write_text(busy.read_text() + busy.read_text().splitlines()[1] + "\n")
+    (cfg.paths.landing / "sales" / "sales_2025-05-09.csv.tmp").write_text("half a fi")
+    waiting = sensor.tick()
+    assert not waiting.run_requests and "settle" in waiting.skip_reason.skip_message
+    _age(busy, seconds=60)
+    assert [r.partition_key for r in sensor.tick().run_requests] == ["2025-05-10"]
+
+    # Burst: 60 separate corrected days become at most MAX_RUNS_PER_TICK runs per tick, and
+    # every day is requested exactly once over the following ticks.
+    burst = [(dt.date(2025, 1, 1) + dt.timedelta(days=2 * i)).isoformat() for i in range(60)]
+    for d in burst:
+        p = _sales(cfg, d)
+        p.write_bytes(p.read_bytes() + b"\n")  # new bytes, same rows: still a new delivery
+        _age(p, seconds=60)
+    seen = []
+    for _ in range(10):
+        runs = sensor.tick().run_requests or []
+        assert len(runs) <= MAX_RUNS_PER_TICK
+        seen += [d for r in runs for d in _days(r)]
+    assert sorted(seen) == burst
+
+
+def test_a_fresh_cursor_does_not_rerequest_what_the_ingestion_log_accepted(small_project):
+    """State survives a lost cursor (e.g. the sensor was reset): the ingestion log knows."""
+    cfg = small_project
+    _age(*_all_files(cfg))
+    landing = cfg.paths.landing
+    tables = TableStore(tables_root=str(cfg.paths.tables), warehouse_path=str(cfg.paths.warehouse))
+    all_days = sorted(p.stem.removeprefix("sales_") for p in (landing / "sales").glob("*.csv"))
+    loaded_days = all_days[:100]
+    records = {}
+    for source, ext in (("sales", "csv"), ("plans", "parquet")):
+        for day in loaded_days:
+            path = landing / source / f"{source}_{day}.{ext}"
+            if not path.exists():
+                continue
+            facts = FileFacts.of(
+                source, path, landing, path.read_bytes(), dt.date.fromisoformat(day)
+            )
+            loaded = LoadedFile(pl.DataFrame(), pl.DataFrame(schema=PROBLEM_SCHEMA), 0)
+            records[facts.log_key] = log_row(
+                facts, loaded, None, "earlier-run", dt.datetime.now(dt.UTC)
+            )
+    tables.write(LOG_TABLE, records)
+
+    runs = Sensor(cfg).tick().run_requests
+    requested = sorted(d for r in runs if r.job_name == "ingest_job" for d in _days(r))
+    assert requested == all_days[100:]
+
+
+@pytest.mark.parametrize(
+    "name", ["sales_2025-13-01.csv", "sales_2025-01-01.csv.bak", "sales_$(reboot).csv", "x.csv"]
+)
+def test_bad_names_are_reported_not_read(small_project, name):
+    cfg = small_project
+    (cfg.paths.landing / "sales" / name).write_text("not read")
+    _age(*_all_files(cfg))
+    result = Sensor(cfg).tick()  # reported in the tick's log, never raised
+    days = [d for r in result.run_requests if r.job_name == "ingest_job" for d in _days(r)]
+    assert len(days) == 130  # the valid files still get their runs
+    assert not any(name in str(r.tags) for r in result.run_requests)
