@@ -78,6 +78,8 @@ def test_a_corrected_redelivery_adds_a_log_row_and_the_failed_one_stays_recorded
     with dg.DagsterInstance.ephemeral() as instance:
         failed = _ingest(cfg, instance)
         assert not failed.success
+        # A broken file is not retried (the retry policy is for transient errors only).
+        assert not [e for e in failed.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
         assert path.read_bytes() == landed  # the pipeline never touches landing files
         assert not PartitionedTable(cfg.paths.tables, "sales").path(DAY).exists()
         path.write_bytes(good)  # the supplier re-delivers a corrected file

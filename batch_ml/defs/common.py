@@ -9,11 +9,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import dagster as dg
+
 from batch_ml.config import ProjectConfig
 from batch_ml.defs.partitions import Partitioning
 from batch_ml.ingest.contract import Source, sources
 
 OWNERS = ["team:forecasting"]
+# Transient errors (I/O, a briefly locked warehouse) are retried with backoff; a file that
+# breaks the contract raises `dg.Failure(allow_retries=False)` and is not retried.
+TRANSIENT_RETRY = dg.RetryPolicy(
+    max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
 
 
 @dataclass(frozen=True)

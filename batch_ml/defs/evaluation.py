@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from batch_ml.defs.common import OWNERS, BuildContext, measured
+from batch_ml.defs.common import OWNERS, TRANSIENT_RETRY, BuildContext, measured
 from batch_ml.defs.partitions import partition_dates
 from batch_ml.ml.features import BASELINE_COLUMNS, SERIES_KEYS
 from batch_ml.ml.metrics import evaluate_forecasts, roll_up
@@ -35,6 +35,7 @@ def build(b: BuildContext) -> list:
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
         kinds={"polars"},
         owners=OWNERS,
+        retry_policy=TRANSIENT_RETRY,
         code_version="evaluation-v1",
         metadata={"partition_column": "target_date"},
         ins={
@@ -87,6 +88,7 @@ def build(b: BuildContext) -> list:
         group_name=GROUP,
         kinds={"polars", "html"},
         owners=OWNERS,
+        retry_policy=TRANSIENT_RETRY,
         code_version="report-v1",
         ins={"forecast_accuracy": dg.AssetIn()},
         description=(

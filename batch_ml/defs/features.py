@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from batch_ml.defs.common import OWNERS, BuildContext, measured
+from batch_ml.defs.common import OWNERS, TRANSIENT_RETRY, BuildContext, measured
 from batch_ml.defs.partitions import partition_dates
 from batch_ml.ml.features import build_features
 
@@ -20,6 +20,7 @@ def build(b: BuildContext) -> list:
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
         kinds={"polars"},
         owners=OWNERS,
+        retry_policy=TRANSIENT_RETRY,
         code_version="features-v1",
         metadata={"partition_column": "forecast_date"},
         ins={

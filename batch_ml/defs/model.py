@@ -6,7 +6,7 @@ import json
 import dagster as dg
 import polars as pl
 
-from batch_ml.defs.common import OWNERS, BuildContext, measured
+from batch_ml.defs.common import OWNERS, TRANSIENT_RETRY, BuildContext, measured
 from batch_ml.defs.partitions import partition_dates
 from batch_ml.defs.resources import ModelStore
 from batch_ml.ml.training import train_model, training_examples
@@ -24,6 +24,7 @@ def build(b: BuildContext) -> list:
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=8),
         kinds={"lightgbm", "polars"},
         owners=OWNERS,
+        retry_policy=TRANSIENT_RETRY,
         code_version="model-v1",
         pool="cpu_heavy",
         metadata={"partition_column": "model_week"},

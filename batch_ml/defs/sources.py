@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import dagster as dg
 import polars as pl
 
-from batch_ml.defs.common import OWNERS, BuildContext, measured
+from batch_ml.defs.common import OWNERS, TRANSIENT_RETRY, BuildContext, measured
 from batch_ml.defs.partitions import partition_dates
 from batch_ml.defs.resources import LandingZone, TableStore
 from batch_ml.ingest.contract import (
@@ -118,6 +118,7 @@ def ingest_files(
             description=f"{len(errors)} {source.name} file(s) break the data contract:\n\n"
             + "\n\n".join(errors),
             metadata={"files_failed": len(errors), "files_read": len(log)},
+            allow_retries=False,  # the file must be fixed: retrying reads the same bytes
         )
     rejected = pl.concat([pl.DataFrame(schema=QUARANTINE_SCHEMA), *quarantined.values()])
     by_rule = dict(rejected.group_by("rule").agg(pl.col("row").n_unique()).sort("rule").iter_rows())
@@ -139,10 +140,12 @@ def build(b: BuildContext) -> list:
     @dg.asset(
         name="sales",
         group_name=GROUP,
+        code_version="sources-v2",
         partitions_def=b.parts.daily,
         backfill_policy=DAILY_BACKFILL,
         kinds={"polars", "csv"},
         owners=OWNERS,
+        retry_policy=TRANSIENT_RETRY,
         metadata={"partition_column": "date"},
         check_specs=[
             dg.AssetCheckSpec(
@@ -167,7 +170,8 @@ def build(b: BuildContext) -> list:
                 raise dg.Failure(
                     f"sales: no landing file for {len(ingested.missing)} day(s) "
                     f"{[d.isoformat() for d in ingested.missing[:5]]}; expected "
-                    f"{landing_path(landing.path, src['sales'], ingested.missing[0])}"
+                    f"{landing_path(landing.path, src['sales'], ingested.missing[0])}",
+                    allow_retries=False,  # the landing sensor starts a run when it arrives
                 )
             frame = pl.concat(ingested.frames, how="diagonal_relaxed")
         per_day = frame.group_by("date").len()
@@ -193,10 +197,12 @@ def build(b: BuildContext) -> list:
     @dg.asset(
         name="plans",
         group_name=GROUP,
+        code_version="sources-v2",
         partitions_def=b.parts.daily,
         backfill_policy=DAILY_BACKFILL,
         kinds={"polars", "parquet"},
         owners=OWNERS,
+        retry_policy=TRANSIENT_RETRY,
         metadata={"partition_column": "plan_date"},
         check_specs=[dg.AssetCheckSpec("unique_keys", asset="plans"), _quarantine_spec("plans")],
         description=(
@@ -241,6 +247,8 @@ def build(b: BuildContext) -> list:
             group_name=GROUP,
             kinds={"polars", kind},
             owners=OWNERS,
+            retry_policy=TRANSIENT_RETRY,
+            code_version="sources-v2",
             check_specs=[dg.AssetCheckSpec("unique_keys", asset=name), _quarantine_spec(name)],
             description=description,
         )
