@@ -16,6 +16,10 @@ from batch_ml.defs.partitions import Partitioning
 from batch_ml.ingest.contract import Source, sources
 
 OWNERS = ["team:forecasting"]
+# Declarative automation (the daemon's automation sensor): once the landing sensor has
+# loaded a new day, the latest model week, predictions, accuracy and the report follow as
+# soon as everything they read is there. Backfills of past days stay explicit.
+BRING_UP_TO_DATE = dg.AutomationCondition.eager()
 # Transient errors (I/O, a briefly locked warehouse) are retried with backoff; a file that
 # breaks the contract raises `dg.Failure(allow_retries=False)` and is not retried.
 TRANSIENT_RETRY = dg.RetryPolicy(

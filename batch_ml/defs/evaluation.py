@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from batch_ml.defs.common import OWNERS, TRANSIENT_RETRY, BuildContext, measured
+from batch_ml.defs.common import BRING_UP_TO_DATE, OWNERS, TRANSIENT_RETRY, BuildContext, measured
 from batch_ml.defs.partitions import partition_dates
 from batch_ml.ml.features import BASELINE_COLUMNS, SERIES_KEYS
 from batch_ml.ml.metrics import evaluate_forecasts, roll_up
@@ -37,6 +37,7 @@ def build(b: BuildContext) -> list:
         owners=OWNERS,
         retry_policy=TRANSIENT_RETRY,
         code_version="evaluation-v1",
+        automation_condition=BRING_UP_TO_DATE,
         metadata={"partition_column": "target_date"},
         ins={
             "predictions": dg.AssetIn(partition_mapping=b.parts.forecasts_for_target),
@@ -90,6 +91,7 @@ def build(b: BuildContext) -> list:
         owners=OWNERS,
         retry_policy=TRANSIENT_RETRY,
         code_version="report-v1",
+        automation_condition=BRING_UP_TO_DATE,
         ins={"forecast_accuracy": dg.AssetIn()},
         description=(
             "Roll-up of all evaluated days: accuracy per method, per lead, per week and per "

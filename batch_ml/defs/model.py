@@ -6,7 +6,7 @@ import json
 import dagster as dg
 import polars as pl
 
-from batch_ml.defs.common import OWNERS, TRANSIENT_RETRY, BuildContext, measured
+from batch_ml.defs.common import BRING_UP_TO_DATE, OWNERS, TRANSIENT_RETRY, BuildContext, measured
 from batch_ml.defs.partitions import partition_dates
 from batch_ml.defs.resources import ModelStore
 from batch_ml.ml.training import train_model, training_examples
@@ -26,6 +26,7 @@ def build(b: BuildContext) -> list:
         owners=OWNERS,
         retry_policy=TRANSIENT_RETRY,
         code_version="model-v1",
+        automation_condition=BRING_UP_TO_DATE,
         pool="cpu_heavy",
         metadata={"partition_column": "model_week"},
         ins={

@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from batch_ml.defs.common import OWNERS, TRANSIENT_RETRY, BuildContext, measured
+from batch_ml.defs.common import BRING_UP_TO_DATE, OWNERS, TRANSIENT_RETRY, BuildContext, measured
 from batch_ml.defs.partitions import partition_dates
 from batch_ml.defs.resources import ModelStore
 from batch_ml.ml.training import load_booster, predict
@@ -23,6 +23,7 @@ def build(b: BuildContext) -> list:
         owners=OWNERS,
         retry_policy=TRANSIENT_RETRY,
         code_version="predictions-v1",
+        automation_condition=BRING_UP_TO_DATE,
         metadata={"partition_column": "forecast_date"},
         ins={
             "demand_features": dg.AssetIn(),
