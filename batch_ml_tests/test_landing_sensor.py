@@ -15,6 +15,7 @@ from batch_ml.defs.resources import LandingZone, TableStore
 from batch_ml.ingest.arrivals import contiguous_ranges
 from batch_ml.ingest.contract import PROBLEM_SCHEMA, LoadedFile
 from batch_ml.ingest.records import LOG_TABLE, FileFacts, log_row
+from batch_ml.storage.tables import PartitionedTable
 
 
 class Sensor:
@@ -170,3 +171,48 @@ def test_bad_names_are_reported_not_read(small_project, name):
     days = [d for r in result.run_requests if r.job_name == "ingest_job" for d in _days(r)]
     assert len(days) == 130  # the valid files still get their runs
     assert not any(name in str(r.tags) for r in result.run_requests)
+
+
+def _execute(cfg, requests, instance) -> None:
+    """Run what the sensor requested, as the daemon would (static sources first)."""
+    defs = build_definitions(cfg)
+    for request in sorted(requests, key=lambda r: r.job_name != "reference_data_job"):
+        job = defs.resolve_job_def(request.job_name)
+        result = job.execute_in_process(
+            instance=instance, partition_key=request.partition_key, tags=request.tags
+        )
+        assert result.success
+
+
+def test_requested_runs_store_every_day_once_and_a_correction_replaces_its_day(small_project):
+    cfg = small_project
+    _age(*_all_files(cfg))
+    sensor = Sensor(cfg)
+    sales = PartitionedTable(cfg.paths.tables, "sales")
+    with dg.DagsterInstance.ephemeral() as instance:
+        _execute(cfg, sensor.tick().run_requests, instance)
+        stored = sales.read()
+        assert len(sales.partitions()) == 130  # closed days are stored as empty partitions
+        assert stored.select("date", "store_id", "item_id").is_duplicated().sum() == 0
+        log = PartitionedTable(cfg.paths.tables, LOG_TABLE).read()
+        assert log.filter(pl.col("source") == "sales").height == 130
+
+        day = "2025-03-03"
+        path = _sales(cfg, day)
+        before = sales.read([day]).height
+        path.write_bytes(path.read_bytes())  # identical re-delivery: nothing runs
+        _age(path, seconds=60)
+        assert not sensor.tick().run_requests
+        lines = path.read_text().splitlines()
+        path.write_text("\n".join(lines[:-1]) + "\n")  # correction: one row fewer
+        _age(path, seconds=60)
+        _execute(cfg, sensor.tick().run_requests, instance)
+    assert sales.read([day]).height == before - 1
+    assert len(sales.partitions()) == 130
+    assert (
+        PartitionedTable(cfg.paths.tables, LOG_TABLE)
+        .read()
+        .filter(pl.col("file") == f"sales/sales_{day}.csv")
+        .height
+        == 2
+    )  # both deliveries are on record
