@@ -8,8 +8,11 @@ grace period is killed with the whole process group so no test leaves servers be
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +24,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Headless flags that keep Chromium off the network (no updates, sync or telemetry here).
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1600,1000",
+    "--virtual-time-budget=20000",
+]
 
 
 def free_port() -> int:
@@ -90,3 +108,25 @@ def make_ui(env: dict[str, str], log: Path, timeout: float = 120) -> Iterator[We
             yield Webserver(url=url, log=log)
         finally:
             _stop(process)
+
+
+def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+
+
+def page_text(url: str, profile: Path) -> str:
+    """The visible text of a page after its scripts ran, as headless Chromium renders it."""
+    dom = _chromium(["--dump-dom", url], profile).stdout.decode("utf-8", "replace")
+    dom = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", dom, flags=re.S)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", dom)))
+
+
+def screenshot(url: str, path: Path, profile: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _chromium([f"--screenshot={path}", url], profile)
+    return path

@@ -3,6 +3,7 @@ DuckDB on disk, the webserver and daemon on 127.0.0.1 answering GraphQL about th
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ import pytest
 from batch_ml.config import load_config
 
 from .conftest import write_config
-from .services import make_ui
+from .services import ARTIFACTS, CHROMIUM, make_ui, page_text, screenshot
 from .test_defs import ASSETS
 
 
@@ -92,6 +93,11 @@ def test_make_ui_serves_every_asset_with_its_materialized_partitions(demo_projec
         daemon = ui.graphql(
             "{ instance { daemonHealth { allDaemonStatuses { daemonType required } } } }"
         )
+        # What the "Join the Dagster community" dialog's Skip button does, so that the
+        # screenshots show the graph and not the dialog.
+        assert ui.graphql("mutation { setNuxSeen }")["setNuxSeen"] is True
+        shown = _asset_graph_in_the_browser(ui.url, tmp_path)
+    assert shown == ASSETS, f"asset graph pages do not show {sorted(ASSETS - shown)}"
     by_name = {n["assetKey"]["path"][-1]: n for n in nodes}
     assert set(by_name) == ASSETS
     for name, node in by_name.items():
@@ -111,3 +117,22 @@ def test_make_ui_serves_every_asset_with_its_materialized_partitions(demo_projec
     # `make ui` runs the daemon too: schedules, sensors and backfills have somewhere to run.
     required = {s["daemonType"] for s in statuses if s["required"]}
     assert {"SCHEDULER", "SENSOR", "BACKFILL"} <= required
+
+
+def _asset_graph_in_the_browser(url: str, tmp_path) -> set[str]:
+    """Open each group's asset graph in headless Chromium; return the asset names shown, and
+    save screenshots as test artifacts (test-artifacts/asset-graph-*.png)."""
+    if CHROMIUM is None:
+        # Not hidden on CI: `make test` installs Debian's chromium when it runs as root.
+        assert not os.environ.get("CI"), "chromium is missing on CI"
+        pytest.skip("chromium is not installed: apt-get install chromium")
+    location = f"{url}/locations/batch_ml.definitions/asset-groups"
+    shown = set()
+    for group in ("sources", "features", "model", "predictions", "evaluation"):
+        text = page_text(f"{location}/{group}", tmp_path / "chromium")
+        assert f"{group} Asset Group in batch_ml.definitions" in text, text[:500]
+        shown |= {name for name in ASSETS if re.search(rf"\b{name}\b", text)}
+    for page, name in ((f"{url}/asset-groups", "all"), (f"{location}/sources", "sources")):
+        png = screenshot(page, ARTIFACTS / f"asset-graph-{name}.png", tmp_path / "chromium")
+        assert png.stat().st_size > 10_000  # a rendered page, not an empty image
+    return shown
