@@ -10,7 +10,7 @@ export UV_PYTHON := $(PYTHON)
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: setup demo test ui lint clean
+.PHONY: setup demo test ui lint clean bench-storage
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -40,3 +40,10 @@ ui: setup
 
 clean:
 	rm -rf data .dagster_home
+
+## Benchmark the stock DuckDBPolarsIOManager against ParquetTableIOManager (bench group;
+## a later `make test` re-syncs the default groups). Knobs: BENCH_ARGS="--partitions 20".
+BENCH_ARGS ?=
+bench-storage: $(UV)
+	$(UV) sync --frozen --group bench --quiet
+	$(VENV)/bin/python -m benchmarks.storage_io --out benchmarks/results/storage_io.json $(BENCH_ARGS)
