@@ -109,9 +109,11 @@ def write_each(root: Path, keys: list[str], errors) -> None:
             errors.put(traceback.format_exc())
 
 
-def read_until(root: Path, stop, errors, observations) -> None:
-    """A consumer reading through the DuckDB warehouse while writers run."""
+def read_until(root: Path, stop, summary) -> None:
+    """A consumer reading through the DuckDB warehouse while writers run; sends one summary
+    (reads, lock or other errors, partitions seen partial) when told to stop."""
     database = str(root / "warehouse.duckdb")
+    reads, errors, partial = 0, [], []
     while not stop.is_set():
         try:
             with duckdb.connect(database, read_only=True) as con:
@@ -119,10 +121,12 @@ def read_until(root: Path, stop, errors, observations) -> None:
                     f"select day, count(*), count(distinct id), min(generation), "  # noqa: S608
                     f"max(generation) from {TABLE} group by day"
                 ).fetchall()
-            observations.put(rows)
-        except Exception:  # noqa: BLE001
-            errors.put(traceback.format_exc())
+            reads += 1
+            partial += [r for r in rows if not (r[1] == r[2] == ROWS and r[3] == r[4] == 1)]
+        except Exception:  # noqa: BLE001 - the test counts and shows every failure
+            errors.append(traceback.format_exc())
         time.sleep(0.01)
+    summary.put({"reads": reads, "errors": errors[:5], "partial": partial[:5]})
 
 
 def sorted_digest(frame: pl.DataFrame) -> str:
