@@ -80,6 +80,7 @@ def run_pipeline(cfg: ProjectConfig, instance) -> dict:
         ("ingest_job", (first_day, last_day)),
         ("training_job", (first_week, last_week)),
         ("forecast_job", (first_week, last_day)),
+        ("evaluation_job", (first_week + dt.timedelta(days=1), last_day)),
         ("report_job", None),
     ]
     timings = {}

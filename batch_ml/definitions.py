@@ -30,7 +30,20 @@ def build_definitions(cfg: ProjectConfig) -> dg.Definitions:
         assets=assets,
         jobs=list(jobs.values()),
         schedules=build_schedules(b, jobs),
-        sensors=[build_landing_sensor(b, jobs)],
+        sensors=[
+            build_landing_sensor(b, jobs),
+            # Dagster creates its default automation sensor STOPPED; ours runs from the start
+            # so that a user who only drops files sees predictions and reports follow.
+            dg.AutomationConditionSensorDefinition(
+                "batch_ml_automation_sensor",
+                target=dg.AssetSelection.all(),
+                default_status=dg.DefaultSensorStatus.RUNNING,
+                minimum_interval_seconds=30,
+            ),
+        ],
+        # Steps of a run execute in the run's process: a step subprocess costs ~3 s of
+        # start-up here, more than most steps compute, and a backfill chunk is one or two steps.
+        executor=dg.in_process_executor,
         resources={
             "io_manager": ParquetTableIOManager(
                 tables_root=str(paths.tables), warehouse_path=str(paths.warehouse)

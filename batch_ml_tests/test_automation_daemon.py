@@ -10,14 +10,12 @@ declarative automation (`AutomationCondition.eager()` on predictions, forecast_a
 accuracy_report) must then materialize predictions and forecast_accuracy of 2025-05-10 and
 rewrite the accuracy report, and nothing else.
 
-Found: Dagster adds `default_automation_condition_sensor` for the eager assets with
-DefaultSensorStatus.STOPPED, so with nothing switched on the asset daemon evaluates no condition
-and the files stop at the ingest run (the first test is an expected failure until the code
-location declares an automation sensor that is running by default). The second test switches
-that sensor on as a user would in the UI (before the daemon starts) and proves the rest of the
-chain: eager() fires for the last partition (the day's predictions and accuracy, each once its
-own inputs are in, and the report once accuracy is in; the report does not read predictions, so
-it may run alongside them), and nothing else runs.
+Dagster would add `default_automation_condition_sensor` for the eager assets, created STOPPED:
+with nothing switched on, dropped files would stop at the ingest run. The code location
+therefore declares its own automation sensor, running by default; this test proves the whole
+chain with nothing switched on by hand: eager() fires for the last partition (the day's
+predictions and accuracy, each once its own inputs are in, and the report once accuracy is in;
+the report does not read predictions, so it may run alongside them), and nothing else runs.
 """
 
 from __future__ import annotations
@@ -49,6 +47,8 @@ LANDING_SENSOR = "landing_files_sensor"
 # The sensor Dagster adds for assets with an automation condition that no declared automation
 # sensor targets; a declared AutomationConditionSensorDefinition may replace it (any name).
 DEFAULT_AUTOMATION_SENSOR = "default_automation_condition_sensor"
+# The automation sensor the code location declares (it replaces Dagster's default one).
+AUTOMATION_SENSOR = "batch_ml_automation_sensor"
 AUTOMATION_SENSOR_TYPES = {"AUTOMATION", "AUTO_MATERIALIZE"}
 INGESTED = ("sales", "plans", "demand_features")  # ingest_job
 AUTOMATED = ("predictions", "forecast_accuracy")  # eager(), partition DAY
@@ -86,16 +86,6 @@ query Runs {
     ... on Runs {
       results { runId jobName status startTime endTime tags { key value } assetSelection { path } }
     }
-  }
-}
-"""
-
-START_SENSOR = """
-mutation StartSensor($selector: SensorSelector!) {
-  startSensor(sensorSelector: $selector) {
-    __typename
-    ... on Sensor { sensorState { status } }
-    ... on PythonError { message }
   }
 }
 """
@@ -165,21 +155,7 @@ def wait_for(what: str, check, services: DagsterServices, deadline: float, poll:
     )
 
 
-def switch_on_automation(web: Webserver) -> None:
-    """What a user does in the UI (Automation > default_automation_condition_sensor > on)."""
-    sensor = automation_sensor(web)
-    if sensor["sensorState"]["status"] == "RUNNING":
-        return
-    selector = {
-        "repositoryName": "__repository__",
-        "repositoryLocationName": "batch_ml.definitions",
-        "sensorName": sensor["name"],
-    }
-    result = web.graphql(START_SENSOR, {"selector": selector})["startSensor"]
-    assert result["sensorState"]["status"] == "RUNNING", result
-
-
-def run_scenario(tmp_path, monkeypatch, capsys, switch_on: bool):
+def run_scenario(tmp_path, monkeypatch, capsys):
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     config = write_config(tmp_path, start=START, days=DAYS)
@@ -207,16 +183,14 @@ def run_scenario(tmp_path, monkeypatch, capsys, switch_on: bool):
             history = run_pipeline(cfg, instance)
             pipeline_run_ids = {r.run_id for r in instance.get_runs()}
     assert history["last_day"] == dt.date.fromisoformat(DAY) - dt.timedelta(days=1)
-    assert len(pipeline_run_ids) == 5
+    assert len(pipeline_run_ids) == 6  # one run per stage
     report_files = sorted(cfg.paths.reports.glob("*.html"))
     assert report_files, list(cfg.paths.reports.iterdir())
     report_mtimes = {p: p.stat().st_mtime for p in report_files}
     timings["history"] = time.monotonic() - t0
 
     launched_at = time.time()
-    with daemon_and_webserver(
-        home, config, tmp_path / "logs", before_daemon=switch_on_automation if switch_on else None
-    ) as services:
+    with daemon_and_webserver(home, config, tmp_path / "logs") as services:
         web = services.webserver
         timings.update(services.startup)
 
@@ -226,6 +200,7 @@ def run_scenario(tmp_path, monkeypatch, capsys, switch_on: bool):
         states = {n: s["sensorState"]["status"] for n, s in sensors(web).items()}
         assert states[LANDING_SENSOR] == "RUNNING", states
         automation = automation_sensor(web)["name"]
+        assert automation == AUTOMATION_SENSOR, states
         assert states[automation] == "RUNNING", (
             f"{automation} is {states[automation]}: Dagster creates "
             f"{DEFAULT_AUTOMATION_SENSOR} with default_status STOPPED, so "
@@ -364,18 +339,5 @@ def run_scenario(tmp_path, monkeypatch, capsys, switch_on: bool):
         print("automation timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "default_automation_condition_sensor is STOPPED by default (Dagster creates it with "
-        "DefaultSensorStatus.STOPPED); batch_ml.definitions must declare an "
-        "AutomationConditionSensorDefinition with default_status=RUNNING"
-    ),
-)
 def test_dropped_files_flow_through_to_predictions_and_report(tmp_path, monkeypatch, capsys):
-    run_scenario(tmp_path, monkeypatch, capsys, switch_on=False)
-
-
-def test_dropped_files_flow_through_once_automation_is_switched_on(tmp_path, monkeypatch, capsys):
-    run_scenario(tmp_path, monkeypatch, capsys, switch_on=True)
+    run_scenario(tmp_path, monkeypatch, capsys)

@@ -26,6 +26,9 @@ ASSETS = {
 }
 
 
+RUNNING = dg.DefaultSensorStatus.RUNNING
+
+
 def test_project_definitions_load_with_every_stage_job_schedule_and_sensor():
     defs = build_definitions(load_config(REPO / "batch_ml.toml"))
     dg.Definitions.validate_loadable(defs)
@@ -33,10 +36,16 @@ def test_project_definitions_load_with_every_stage_job_schedule_and_sensor():
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == ASSETS
     groups = {graph.get(dg.AssetKey(a)).group_name for a in ASSETS}
     assert groups == {"sources", "features", "model", "predictions", "evaluation"}
-    for job in ("ingest_job", "training_job", "forecast_job", "report_job", "reference_data_job"):
+    jobs = ("ingest_job", "training_job", "forecast_job", "evaluation_job", "report_job")
+    for job in (*jobs, "reference_data_job"):
         assert defs.resolve_job_def(job)
-    assert defs.resolve_schedule_def("daily_forecast_schedule")
-    assert defs.resolve_sensor_def("landing_files_sensor")
+    for schedule in ("daily_forecast_schedule", "daily_evaluation_schedule"):
+        assert defs.resolve_schedule_def(schedule)
+    assert defs.resolve_sensor_def("landing_files_sensor").default_status == RUNNING
+    # Declarative automation runs without anyone switching it on in the UI.
+    automation = defs.resolve_sensor_def("batch_ml_automation_sensor")
+    assert automation.default_status == RUNNING
+    assert defs.resolve_job_def("ingest_job").executor_def.name == "in_process"
     model = graph.get(dg.AssetKey("demand_model"))
     assert "lightgbm" in model.kinds and model.owners
 

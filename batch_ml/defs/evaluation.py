@@ -31,7 +31,7 @@ def build(b: BuildContext) -> list:
     @dg.asset(
         name="forecast_accuracy",
         group_name=GROUP,
-        partitions_def=b.parts.forecast_daily,
+        partitions_def=b.parts.evaluation_daily,
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
         kinds={"polars"},
         owners=OWNERS,

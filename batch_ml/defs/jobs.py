@@ -40,8 +40,13 @@ def build_jobs(b: BuildContext) -> dict:
         ),
         "forecast_job": dg.define_asset_job(
             "forecast_job",
-            selection=["predictions", "forecast_accuracy"],
-            description="Forecast the next days from day D and evaluate forecasts made for D.",
+            selection=["predictions"],
+            description="Forecast the next days from day D.",
+        ),
+        "evaluation_job": dg.define_asset_job(
+            "evaluation_job",
+            selection=["forecast_accuracy"],
+            description="Evaluate the forecasts made for day D against its actuals.",
         ),
         "report_job": dg.define_asset_job(
             "report_job",
@@ -58,7 +63,14 @@ def build_schedules(b: BuildContext, jobs: dict) -> list[dg.ScheduleDefinition]:
             jobs["forecast_job"],
             name="daily_forecast_schedule",
             hour_of_day=6,
-            description="Every morning: forecast from yesterday and evaluate yesterday.",
+            description="Every morning: forecast the next days from yesterday.",
+        ),
+        dg.build_schedule_from_partitioned_job(
+            jobs["evaluation_job"],
+            name="daily_evaluation_schedule",
+            hour_of_day=6,
+            minute_of_hour=15,
+            description="Every morning: evaluate the forecasts made for yesterday.",
         ),
         dg.ScheduleDefinition(
             name="daily_report_schedule",

@@ -25,6 +25,7 @@ class Partitioning:
     daily: dg.DailyPartitionsDefinition
     weekly: dg.WeeklyPartitionsDefinition
     forecast_daily: dg.DailyPartitionsDefinition
+    evaluation_daily: dg.DailyPartitionsDefinition
     lookback: dg.TimeWindowPartitionMapping
     training_window: dg.TimeWindowPartitionMapping
     forecasts_for_target: dg.TimeWindowPartitionMapping
@@ -49,6 +50,12 @@ class Partitioning:
             ),
             forecast_daily=dg.DailyPartitionsDefinition(
                 start_date=first_week.isoformat(), end_date=end, timezone=tz
+            ),
+            # Target days with at least one forecast: the first forecast day is nobody's target.
+            evaluation_daily=dg.DailyPartitionsDefinition(
+                start_date=(first_week + dt.timedelta(days=1)).isoformat(),
+                end_date=end,
+                timezone=tz,
             ),
             # Features of day D read sales of [D - lookback + 1, D].
             lookback=dg.TimeWindowPartitionMapping(
