@@ -87,6 +87,16 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class PromotionConfig:
+    """The champion/challenger gate: a challenger must beat the champion's backtest WAPE by
+    this relative margin (0.02: at least 2 % lower) and beat every baseline."""
+
+    margin: float = 0.02
+    # Population stability above this on a feature or the predictions is a drift warning.
+    drift_psi_warn: float = 0.25
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     stores: int = 6
     items: int = 40
@@ -105,6 +115,7 @@ class ProjectConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
 
     @property
     def first_model_week(self) -> dt.date:
@@ -151,6 +162,10 @@ def parse_config(raw: dict, base_dir: Path) -> ProjectConfig:
         max_quarantined_fraction=float(ing.get("max_quarantined_fraction", 0.0)),
         settle_seconds=float(ing.get("settle_seconds", 10.0)),
     )
+    promo = raw.get("promotion", {})
+    promotion = PromotionConfig(**{k: float(v) for k, v in promo.items()})
+    if not 0 <= promotion.margin < 1:
+        raise ConfigError(f"promotion.margin must be in [0, 1), got {promotion.margin}")
     demo_raw = dict(raw.get("demo", {}))
     if "start_date" in demo_raw:
         demo_raw["start_date"] = _date(demo_raw["start_date"], "demo.start_date")
@@ -163,6 +178,7 @@ def parse_config(raw: dict, base_dir: Path) -> ProjectConfig:
         features=features,
         ingest=ingest,
         demo=DemoConfig(**demo_raw),
+        promotion=promotion,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from batch_ml.config import ProjectConfig, load_config
-from batch_ml.defs import evaluation, features, model, predictions, sources
+from batch_ml.defs import evaluation, features, model, predictions, promotion, sources
 from batch_ml.defs.common import BuildContext
 from batch_ml.defs.jobs import build_jobs, build_landing_sensor, build_schedules
 from batch_ml.defs.resources import LandingZone, ModelStore, ParquetTableIOManager, TableStore
@@ -21,6 +21,7 @@ def build_definitions(cfg: ProjectConfig) -> dg.Definitions:
         *sources.build(b),
         *features.build(b),
         *model.build(b),
+        *promotion.build(b),
         *predictions.build(b),
         *evaluation.build(b),
     ]

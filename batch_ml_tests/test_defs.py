@@ -20,7 +20,10 @@ ASSETS = {
     "stores",
     "demand_features",
     "demand_model",
+    "champion_overrides",
+    "model_promotion",
     "predictions",
+    "prediction_drift",
     "forecast_accuracy",
     "accuracy_report",
 }

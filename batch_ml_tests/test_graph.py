@@ -33,17 +33,24 @@ def test_whole_graph_runs_and_rerun_is_idempotent(small_project, tmp_path):
         assert count > 0 and count % horizon == 0
         preds = PartitionedTable(cfg.paths.tables, "predictions").read()
         assert preds.select("forecast_date").n_unique() == forecast_days
-        # Each forecast day used the model of its own week, trained before that week began.
+        # Each forecast day used the champion of that day (the gate's decision for its week;
+        # the week's best baseline before any model passed), trained before the day.
         registry = PartitionedTable(cfg.paths.tables, "demand_model").read()
-        used = (
-            preds.join(registry, on="model_version")
-            .select(
-                (pl.col("model_week") <= pl.col("forecast_date")).all(),
-                (pl.col("forecast_date") - pl.col("model_week")).dt.total_days().max(),
-            )
-            .row(0)
-        )
-        assert used == (True, 6)
+        gate = PartitionedTable(cfg.paths.tables, "model_promotion").read()
+        used = preds.select("forecast_date", "model_version").unique()
+        assert used.select("forecast_date").n_unique() == used.height  # one version a day
+        expected = used.with_columns(
+            model_week=pl.col("forecast_date").dt.truncate("1w")
+        ).join(gate, on="model_week", how="left")
+        assert expected.select(
+            (
+                pl.col("model_version")
+                == pl.coalesce("champion_version", "baseline:" + pl.col("fallback_baseline"))
+            ).all()
+        ).item()
+        models = used.join(registry, on="model_version")
+        assert models.height > 0, "no model was ever promoted on the demo data"
+        assert models.select((pl.col("model_week") <= pl.col("forecast_date")).all()).item()
         assert registry.select((pl.col("window_end") < pl.col("model_week")).all()).item()
         accuracy = PartitionedTable(cfg.paths.tables, "forecast_accuracy").read()
         assert set(accuracy["method"]) == {"model", "seasonal_naive", "moving_average"}

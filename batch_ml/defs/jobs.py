@@ -35,13 +35,19 @@ def build_jobs(b: BuildContext) -> dict:
         ),
         "training_job": dg.define_asset_job(
             "training_job",
-            selection=["demand_model"],
-            description="Train the weekly demand model.",
+            selection=["demand_model", "model_promotion"],
+            description="Train the weekly demand model and run the champion/challenger gate.",
+        ),
+        "champion_override_job": dg.define_asset_job(
+            "champion_override_job",
+            selection=["champion_overrides"],
+            description="Record a person's pin, unpin or rollback of the champion model "
+            "(config: action, model_version, effective_date, reason).",
         ),
         "forecast_job": dg.define_asset_job(
             "forecast_job",
-            selection=["predictions"],
-            description="Forecast the next days from day D.",
+            selection=["predictions", "prediction_drift"],
+            description="Forecast the next days from day D with D's champion; measure drift.",
         ),
         "evaluation_job": dg.define_asset_job(
             "evaluation_job",

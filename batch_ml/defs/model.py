@@ -4,12 +4,13 @@ import datetime as dt
 import json
 
 import dagster as dg
+import lightgbm as lgb
 import polars as pl
 
 from batch_ml.defs.common import BRING_UP_TO_DATE, OWNERS, TRANSIENT_RETRY, BuildContext, measured
 from batch_ml.defs.partitions import partition_dates
 from batch_ml.defs.resources import ModelStore
-from batch_ml.ml.training import train_model, training_examples
+from batch_ml.ml.training import model_card, train_model, training_examples
 
 GROUP = "model"
 
@@ -38,7 +39,9 @@ def build(b: BuildContext) -> list:
             f"partition's Monday, trained on forecast origins of the {fc.training_weeks} weeks "
             "before it with targets strictly before the week starts (no leakage), early-stopped "
             "on the last 14 target days. The model file is stored under data/models/<version>.txt "
-            "(version = hash of the model's bytes); the asset's rows are the model registry."
+            "(version = hash of the model's bytes) with its card <version>.json (parameters, "
+            "features, importance, drift reference). The rows are the model registry: warehouse "
+            "view `demand_model` (version, window, training-data hash, validation WAPEs)."
         ),
     )
     def demand_model(
@@ -58,6 +61,16 @@ def build(b: BuildContext) -> list:
                 ).collect()
                 model = train_model(examples, seed=fc.seed, num_threads=fc.num_threads)
                 path = model_store.save(model.version, model.model_text)
+                card = model_store.save_card(
+                    model.version,
+                    {
+                        **model_card(model, (start, week - dt.timedelta(days=1))),
+                        "importance": model.importance,
+                        "profile": model.profile,
+                        "data_version": model.data_version,
+                        "lightgbm": lgb.__version__,
+                    },
+                )
                 rows.append(
                     {
                         "model_week": week,
@@ -70,7 +83,11 @@ def build(b: BuildContext) -> list:
                         **model.validation,
                         "features": json.dumps(model.features),
                         "params": json.dumps(model.params, sort_keys=True),
+                        "importance": json.dumps(model.importance, sort_keys=True),
+                        "data_version": model.data_version,
+                        "lightgbm_version": lgb.__version__,
                         "model_path": str(path),
+                        "card_path": str(card),
                     }
                 )
                 context.log.info(

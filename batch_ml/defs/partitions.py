@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 
 import dagster as dg
 
 from batch_ml.config import ProjectConfig
+from batch_ml.ml.training import VALIDATION_DAYS
 
 # Run tags that make one run cover a range of partitions (what range backfills use).
 RANGE_START = "dagster/asset_partition_range_start"
@@ -29,6 +31,9 @@ class Partitioning:
     lookback: dg.TimeWindowPartitionMapping
     training_window: dg.TimeWindowPartitionMapping
     forecasts_for_target: dg.TimeWindowPartitionMapping
+    backtest_origins: dg.TimeWindowPartitionMapping
+    backtest_targets: dg.TimeWindowPartitionMapping
+    previous_week: dg.TimeWindowPartitionMapping
 
     @staticmethod
     def from_config(cfg: ProjectConfig) -> Partitioning:
@@ -71,6 +76,22 @@ class Partitioning:
             # Day E is forecast by the origins E - horizon .. E - 1.
             forecasts_for_target=dg.TimeWindowPartitionMapping(
                 start_offset=-horizon, end_offset=-1, allow_nonexistent_upstream_partitions=True
+            ),
+            # The gate of week W scores forecasts whose targets lie in the VALIDATION_DAYS days
+            # before W: their origins reach back VALIDATION_DAYS + horizon days (whole weeks).
+            backtest_origins=dg.TimeWindowPartitionMapping(
+                start_offset=-math.ceil((VALIDATION_DAYS + horizon) / 7),
+                end_offset=-1,
+                allow_nonexistent_upstream_partitions=True,
+            ),
+            backtest_targets=dg.TimeWindowPartitionMapping(
+                start_offset=-math.ceil(VALIDATION_DAYS / 7),
+                end_offset=-1,
+                allow_nonexistent_upstream_partitions=True,
+            ),
+            # The gate of week W continues from its decision for week W - 1.
+            previous_week=dg.TimeWindowPartitionMapping(
+                start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True
             ),
         )
 

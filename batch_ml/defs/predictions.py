@@ -1,14 +1,28 @@
 """Stage `predictions`: daily batch forecasts written to the warehouse `predictions` view."""
 
+import datetime as dt
+
 import dagster as dg
 import polars as pl
 
 from batch_ml.defs.common import BRING_UP_TO_DATE, OWNERS, TRANSIENT_RETRY, BuildContext, measured
 from batch_ml.defs.partitions import partition_dates
-from batch_ml.defs.resources import ModelStore
-from batch_ml.ml.training import load_booster, predict
+from batch_ml.defs.promotion import OVERRIDES, read_overrides
+from batch_ml.defs.resources import ModelStore, TableStore
+from batch_ml.ml.drift import PREDICTION, psi_table
+from batch_ml.ml.features import ID_COLUMNS
+from batch_ml.ml.promotion import champion_on, state_from_row
+from batch_ml.ml.training import BASELINE_PREFIX, load_booster, predict, predict_baseline
 
 GROUP = "predictions"
+KEYS = list(ID_COLUMNS)
+DRIFT_SCHEMA = {
+    "forecast_date": pl.Date,
+    "model_version": pl.String,
+    "variable": pl.String,
+    "psi": pl.Float64,
+    "rows": pl.Int64,
+}
 
 
 def build(b: BuildContext) -> list:
@@ -27,10 +41,11 @@ def build(b: BuildContext) -> list:
         metadata={"partition_column": "forecast_date"},
         ins={
             "demand_features": dg.AssetIn(),
-            # The daily partition D maps to the weekly model whose week contains D: that model
-            # was trained on data before the week began, so it was available on day D.
-            "demand_model": dg.AssetIn(),
+            # The daily partition D maps to the gate's decision for the week that contains D
+            # (made from data before the week began); overrides effective up to D apply on top.
+            "model_promotion": dg.AssetIn(),
         },
+        deps=[OVERRIDES],
         check_specs=[
             dg.AssetCheckSpec(
                 "finite_and_complete",
@@ -41,25 +56,31 @@ def build(b: BuildContext) -> list:
         ],
         description=(
             f"Forecasts made on day D for D+1..D+{horizon} for every active store x item, by "
-            "the model of D's week. Warehouse view `predictions` (read-only for consumers): "
+            "the model that was champion on D (so a backfilled past day reproduces what was "
+            "predicted then). Warehouse view `predictions` (read-only for consumers): "
             "forecast_date, target_date, lead, store_id, item_id, prediction, model_version."
         ),
     )
     def predictions(
         context: dg.AssetExecutionContext,
         model_store: ModelStore,
+        tables: TableStore,
         demand_features: pl.LazyFrame,
-        demand_model: pl.LazyFrame,
+        model_promotion: pl.LazyFrame,
     ):
-        registry = demand_model.collect()
+        gate = model_promotion.collect()
+        overrides = read_overrides(tables)
         boosters: dict[str, object] = {}
         frames = []
         with measured() as cost:
             for day in partition_dates(context):
-                version = _model_for(registry, day)
+                version = _champion_for(gate, overrides, day)
+                features = demand_features.filter(pl.col("forecast_date") == day).collect()
+                if version.startswith(BASELINE_PREFIX):
+                    frames.append(predict_baseline(features, version))
+                    continue
                 if version not in boosters:
                     boosters[version] = load_booster(model_store.load(version))
-                features = demand_features.filter(pl.col("forecast_date") == day).collect()
                 frames.append(predict(boosters[version], features, version))
             frame = pl.concat(frames)
         leads = frame.group_by("forecast_date", "store_id", "item_id").len()
@@ -86,12 +107,106 @@ def build(b: BuildContext) -> list:
             metadata={"series_missing_leads": incomplete, "non_finite": non_finite},
         )
 
-    return [predictions]
+    psi_warn = b.cfg.promotion.drift_psi_warn
+
+    @dg.asset(
+        name="prediction_drift",
+        group_name=GROUP,
+        partitions_def=b.parts.forecast_daily,
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
+        kinds={"polars"},
+        owners=OWNERS,
+        retry_policy=TRANSIENT_RETRY,
+        code_version="drift-v1",
+        automation_condition=BRING_UP_TO_DATE,
+        metadata={"partition_column": "forecast_date"},
+        ins={"demand_features": dg.AssetIn(), "predictions": dg.AssetIn()},
+        check_specs=[
+            dg.AssetCheckSpec(
+                name,
+                asset="prediction_drift",
+                description=f"Population stability of the {what} against the champion's "
+                f"training data stays below {psi_warn} (WARN).",
+            )
+            for name, what in (
+                ("feature_drift", "model's most important features"),
+                ("prediction_drift", "predictions"),
+            )
+        ],
+        description=(
+            "Per forecast day: population stability index (PSI) of the champion's most "
+            "important features and of its predictions against the model's training data "
+            "(decile bins kept in the model card). < 0.1 stable, 0.1-0.25 watch, > 0.25 drift."
+        ),
+    )
+    def prediction_drift(
+        context: dg.AssetExecutionContext,
+        model_store: ModelStore,
+        demand_features: pl.LazyFrame,
+        predictions: pl.LazyFrame,
+    ):
+        frames = []
+        with measured() as cost:
+            forecasts = predictions.collect()
+            for day in partition_dates(context):
+                todays = forecasts.filter(pl.col("forecast_date") == day)
+                for version in sorted(todays["model_version"].unique().to_list()):
+                    if version.startswith(BASELINE_PREFIX):
+                        continue  # a baseline has no training data to drift from
+                    reference = model_store.load_card(version)["profile"]
+                    rows = todays.filter(pl.col("model_version") == version)
+                    features = demand_features.filter(pl.col("forecast_date") == day).join(
+                        rows.lazy().select(*KEYS, PREDICTION), on=KEYS, how="inner"
+                    )
+                    frames.append(
+                        psi_table(features.collect(), reference).with_columns(
+                            forecast_date=pl.lit(day), model_version=pl.lit(version)
+                        )
+                    )
+        frame = pl.concat(frames) if frames else pl.DataFrame(schema=DRIFT_SCHEMA)
+        frame = frame.select(DRIFT_SCHEMA.keys())
+        worst = frame.group_by("variable").agg(pl.col("psi").max()).sort("psi", descending=True)
+        features_worst = worst.filter(pl.col("variable") != PREDICTION)
+        prediction_psi = worst.filter(pl.col("variable") == PREDICTION)["psi"].max() or 0.0
+        feature_psi = features_worst["psi"].max() or 0.0
+        yield dg.Output(
+            frame,
+            metadata={
+                **cost,
+                "psi_prediction": float(prediction_psi),
+                "psi_max_feature": float(feature_psi),
+                "most_drifted_feature": features_worst["variable"][0]
+                if features_worst.height
+                else "",
+            },
+        )
+        drifted = features_worst.filter(pl.col("psi") > psi_warn)
+        yield dg.AssetCheckResult(
+            check_name="feature_drift",
+            passed=drifted.is_empty(),
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "psi_max": float(feature_psi),
+                "drifted": ", ".join(drifted["variable"].to_list()),
+            },
+        )
+        yield dg.AssetCheckResult(
+            check_name="prediction_drift",
+            passed=prediction_psi <= psi_warn,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"psi": float(prediction_psi)},
+        )
+
+    return [predictions, prediction_drift]
 
 
-def _model_for(registry: pl.DataFrame, day) -> str:
-    """The model whose week started on or before `day` (the latest such week)."""
-    usable = registry.filter(pl.col("model_week") <= day).sort("model_week")
-    if usable.is_empty():
-        raise dg.Failure(f"no trained model is available on {day}")
-    return usable["model_version"][-1]
+def _champion_for(gate: pl.DataFrame, overrides: list, day: dt.date) -> str:
+    """The champion on `day`: the gate's state for its week, then overrides up to `day`."""
+    week = day - dt.timedelta(days=day.weekday())
+    rows = gate.filter(pl.col("model_week") == week)
+    if rows.is_empty():
+        raise dg.Failure(f"the gate has not decided week {week} yet (model_promotion)")
+    row = rows.row(0, named=True)
+    state = champion_on(day, state_from_row(row), week, overrides)
+    # Until a model beats the baselines, the week's best baseline forecasts (recorded as such).
+    return state.champion or f"{BASELINE_PREFIX}{row['fallback_baseline']}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from pathlib import Path
@@ -45,6 +46,21 @@ class ModelStore(dg.ConfigurableResource):
 
     def load(self, version: str) -> str:
         return self.path(version).read_text(encoding="utf-8")
+
+    def card_path(self, version: str) -> Path:
+        return self.path(version).with_suffix(".json")
+
+    def save_card(self, version: str, card: dict) -> Path:
+        """The model card beside the model file: parameters, features, importance, drift
+        reference. Content-derived like the model, so rewriting it is idempotent."""
+        target = self.card_path(version)
+        tmp = target.with_name(f".{version}.{uuid.uuid4().hex}.tmp")
+        tmp.write_text(json.dumps(card, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, target)
+        return target
+
+    def load_card(self, version: str) -> dict:
+        return json.loads(self.card_path(version).read_text(encoding="utf-8"))
 
 
 class TableStore(dg.ConfigurableResource):
@@ -121,6 +137,12 @@ class ParquetTableIOManager(dg.ConfigurableIOManager):
             return table.scan([UNPARTITIONED])
         keys = list(context.asset_partition_keys)
         stored = set(table.partitions())
+        if not stored:
+            # Nothing written yet (e.g. a self-dependency's first run over its own range): no
+            # schema to give, only no rows.
+            if keys:
+                context.log.warning(f"{table.name}: no partition written yet, read as no rows")
+            return pl.LazyFrame()
         missing = [k for k in keys if k not in stored]
         if missing:
             context.log.warning(

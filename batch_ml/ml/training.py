@@ -15,6 +15,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
+from batch_ml.ml.drift import PREDICTION, profile
 from batch_ml.ml.features import (
     BASELINE_COLUMNS,
     SERIES_KEYS,
@@ -41,6 +42,7 @@ DEFAULT_PARAMS = {
 MAX_ROUNDS = 400
 EARLY_STOPPING_ROUNDS = 30
 VALIDATION_DAYS = 14
+PROFILED_FEATURES = 8  # drift is watched on the model's most important features
 
 
 class NotEnoughDataError(ValueError):
@@ -56,6 +58,9 @@ class TrainedModel:
     train_rows: int
     valid_rows: int
     validation: dict[str, float] = field(default_factory=dict)
+    importance: dict[str, float] = field(default_factory=dict)  # share of total gain
+    profile: dict[str, dict] = field(default_factory=dict)  # drift reference (training rows)
+    data_version: str = ""  # content hash of the training examples
 
     @property
     def model_text(self) -> str:
@@ -131,9 +136,51 @@ def train_model(
         f"valid_wape_{method}": accuracy(scored, column)["wape"]
         for method, column in {"model": "prediction", **BASELINE_COLUMNS}.items()
     }
-    return TrainedModel(
-        booster, features, full_params, best, train.height, valid.height, validation
+    gains = booster.feature_importance("gain", iteration=best)
+    total = float(gains.sum()) or 1.0
+    importance = {f: round(float(g) / total, 6) for f, g in zip(features, gains, strict=True)}
+    top = sorted(features, key=lambda f: (-importance[f], f))[:PROFILED_FEATURES]
+    fitted = train.select(top).with_columns(
+        pl.Series(PREDICTION, _predict_array(booster, train, features, best))
     )
+    return TrainedModel(
+        booster,
+        features,
+        full_params,
+        best,
+        train.height,
+        valid.height,
+        validation,
+        importance=importance,
+        profile=profile(fitted, [*top, PREDICTION]),
+        data_version=data_version(examples),
+    )
+
+
+def data_version(frame: pl.DataFrame) -> str:
+    """Content hash of a frame (row order included; callers sort): the training data's id."""
+    digest = hashlib.sha256(",".join(f"{n}:{t}" for n, t in frame.schema.items()).encode())
+    digest.update(frame.hash_rows(seed=0).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def backtest_examples(examples: pl.LazyFrame, week: dt.date) -> pl.LazyFrame:
+    """The gate's backtest rows for the model of `week`: targets in the VALIDATION_DAYS days
+    before the week (the challenger only early-stopped on them; earlier models never saw them).
+    """
+    start = week - dt.timedelta(days=VALIDATION_DAYS)
+    return examples.filter(pl.col("target_date").is_between(start, week, closed="left"))
+
+
+def backtest_wapes(examples: pl.DataFrame, boosters: dict[str, lgb.Booster]) -> dict[str, float]:
+    """WAPE of each model (by version) and of the baselines on the same backtest rows."""
+    scores = {
+        method: accuracy(examples, column)["wape"] for method, column in BASELINE_COLUMNS.items()
+    }
+    for version, booster in boosters.items():
+        forecast = predict(booster, examples, version)["prediction"]
+        scores[version] = accuracy(examples.with_columns(forecast=forecast), "forecast")["wape"]
+    return scores
 
 
 def _predict_array(booster, frame: pl.DataFrame, features: list[str], iteration: int):
@@ -157,6 +204,21 @@ def predict(booster: lgb.Booster, features: pl.DataFrame, model_version: str) ->
         prediction=pl.Series(values, dtype=pl.Float64),
         model_version=pl.lit(model_version),
     )
+
+
+BASELINE_PREFIX = "baseline:"
+
+
+def predict_baseline(features: pl.DataFrame, version: str) -> pl.DataFrame:
+    """Forecast rows from a baseline column (`version` = "baseline:<method>")."""
+    column = BASELINE_COLUMNS[version.removeprefix(BASELINE_PREFIX)]
+    return features.select(
+        "forecast_date",
+        "target_date",
+        "lead",
+        *SERIES_KEYS,
+        pl.col(column).cast(pl.Float64).fill_null(0.0).alias("prediction"),
+    ).with_columns(model_version=pl.lit(version))
 
 
 def model_card(model: TrainedModel, window: tuple[dt.date, dt.date]) -> dict:
