@@ -54,7 +54,7 @@ def test_whole_graph_runs_and_rerun_is_idempotent(small_project, tmp_path):
         assert registry.select((pl.col("window_end") < pl.col("model_week")).all()).item()
         accuracy = PartitionedTable(cfg.paths.tables, "forecast_accuracy").read()
         assert set(accuracy["method"]) == {"model", "seasonal_naive", "moving_average"}
-        assert (cfg.paths.reports / "accuracy_report.html").exists()
+        assert (cfg.paths.reports / "evaluation_report.html").exists()
         materialized = instance.get_materialized_partitions(dg.AssetKey("predictions"))
         assert len(materialized) == forecast_days
 

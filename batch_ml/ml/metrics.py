@@ -73,9 +73,13 @@ EVAL_KEYS = ("target_date", "lead", "method")
 
 
 def evaluate_forecasts(
-    forecasts: pl.LazyFrame, actuals: pl.LazyFrame, keys: tuple[str, ...] = ("store_id", "item_id")
+    forecasts: pl.LazyFrame,
+    actuals: pl.LazyFrame,
+    keys: tuple[str, ...] = ("store_id", "item_id"),
+    groups: tuple[str, ...] = (),
 ) -> pl.DataFrame:
-    """Accuracy per target day, lead and method for forecasts whose actuals have arrived.
+    """Accuracy per target day, lead, method (and `groups` columns of `forecasts`, e.g. store
+    and category) for forecasts whose actuals have arrived.
 
     `forecasts` holds one row per (forecast_date, target_date, lead, series) with a column per
     method (see METHOD_COLUMNS). A series absent from a loaded day's sales sold nothing.
@@ -88,17 +92,18 @@ def evaluate_forecasts(
         .with_columns(pl.col("units").fill_null(0.0))
     )
     long = scored.unpivot(
-        index=["target_date", "lead", "units"],
+        index=["target_date", "lead", *groups, "units"],
         on=list(METHOD_COLUMNS.values()),
         variable_name="column",
         value_name="forecast",
     ).with_columns(
         method=pl.col("column").replace_strict({v: k for k, v in METHOD_COLUMNS.items()})
     )
+    by = [*EVAL_KEYS, *groups]
     return (
-        long.group_by(EVAL_KEYS)
+        long.group_by(by)
         .agg(error_sums(pl.col("units"), pl.col("forecast")))
         .with_columns(ratios())
-        .sort(EVAL_KEYS)
+        .sort(by, nulls_last=True)
         .collect()
     )
