@@ -39,9 +39,9 @@ def test_whole_graph_runs_and_rerun_is_idempotent(small_project, tmp_path):
         gate = PartitionedTable(cfg.paths.tables, "model_promotion").read()
         used = preds.select("forecast_date", "model_version").unique()
         assert used.select("forecast_date").n_unique() == used.height  # one version a day
-        expected = used.with_columns(
-            model_week=pl.col("forecast_date").dt.truncate("1w")
-        ).join(gate, on="model_week", how="left")
+        expected = used.with_columns(model_week=pl.col("forecast_date").dt.truncate("1w")).join(
+            gate, on="model_week", how="left"
+        )
         assert expected.select(
             (
                 pl.col("model_version")
