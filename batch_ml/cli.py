@@ -129,6 +129,7 @@ def demo_summary(cfg: ProjectConfig, instance, run: dict, elapsed: float) -> dic
         "period": [run["first_day"].isoformat(), run["last_day"].isoformat()],
         "evaluation_window": [value(report, "first_day"), value(report, "last_day")],
         "model_version": value(model, "model_version"),
+        "champion_version": value(report, "champion_version"),
         "wape_model": value(report, "wape_model"),
         "wape_seasonal_naive": value(report, "wape_seasonal_naive"),
         "wape_moving_average": value(report, "wape_moving_average"),
@@ -180,6 +181,70 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _config_and_home(args) -> ProjectConfig:
+    config_path = Path(args.config or os.environ.get("BATCH_ML_CONFIG") or "batch_ml.toml")
+    cfg = load_config(config_path)
+    ensure_dagster_home(config_path.resolve().parent)
+    return cfg
+
+
+def cmd_champion(args) -> int:
+    """Show the champion history, or record a pin / unpin / rollback through its job."""
+    cfg = _config_and_home(args)
+    if args.action == "show":
+        return _show_champions(cfg)
+    import dagster as dg
+
+    from batch_ml.definitions import build_definitions
+
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    config = {"action": args.action, "reason": args.reason, "requested_by": args.by}
+    if args.effective_date:
+        config["effective_date"] = args.effective_date
+    if getattr(args, "version", None):
+        config["model_version"] = args.version
+    job = build_definitions(cfg).resolve_job_def("champion_override_job")
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            run_config={**QUIET_LOGS, "ops": {"champion_overrides": {"config": config}}},
+            raise_on_error=False,
+        )
+    if not result.success:
+        failure = next((e for e in result.all_events if e.event_type_value == "STEP_FAILURE"), None)
+        error = failure.step_failure_data.error if failure else None
+        reason = failure.step_failure_data.user_failure_data if failure else None
+        message = (reason.description if reason else None) or (error.message if error else "")
+        echo(f"refused: {message.strip()} (run {result.run_id[:8]})")
+        return 1
+    echo(f"recorded {args.action} (run {result.run_id[:8]}); it applies from its effective day.")
+    echo("Re-run predictions for days from then on (forecast_job) to serve the new champion.")
+    return 0
+
+
+def _show_champions(cfg: ProjectConfig) -> int:
+    import polars as pl
+
+    from batch_ml.storage.tables import PartitionedTable
+
+    gate = PartitionedTable(cfg.paths.tables, "model_promotion")
+    if not gate.partitions():
+        echo("no gate decision yet: materialize model_promotion (training_job)")
+        return 1
+    rows = (
+        gate.read()
+        .sort("model_week")
+        .select("model_week", "challenger_version", "decision", "champion_version", "reason")
+    )
+    with pl.Config(tbl_rows=-1, tbl_width_chars=160, fmt_str_lengths=70):
+        echo(str(rows))
+        overrides = PartitionedTable(cfg.paths.tables, "champion_overrides")
+        if overrides.partitions():
+            echo(str(overrides.read().sort("recorded_at")))
+    return 0
+
+
 def cmd_generate(args) -> int:
     cfg = load_config(args.config)
     written = generate(cfg, force=True)
@@ -195,8 +260,29 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="generate demo data if absent and materialize the whole graph")
     sub.add_parser("generate", help="(re)write the demo landing files from the [demo] config")
+    champion = sub.add_parser(
+        "champion", help="show the champion history, or pin / unpin / roll back the champion"
+    )
+    actions = champion.add_subparsers(dest="action", required=True)
+    actions.add_parser("show", help="gate decisions per model week and recorded overrides")
+    for name, text in (
+        ("pin", "make VERSION the champion until unpinned"),
+        ("unpin", "let the gate decide again"),
+        ("rollback", "go back to the previous champion (or --to VERSION)"),
+    ):
+        action = actions.add_parser(name, help=text)
+        if name == "pin":
+            action.add_argument("version", help="model version (see `batch-ml champion show`)")
+        if name == "rollback":
+            action.add_argument("--to", dest="version", help="model version to go back to")
+        action.add_argument("--reason", required=True, help="why (recorded with the override)")
+        action.add_argument(
+            "--effective-date", help="first forecast day it applies to (default: tomorrow)"
+        )
+        action.add_argument("--by", default=os.environ.get("USER", ""), help="who asks")
     args = parser.parse_args(argv)
-    return {"demo": cmd_demo, "generate": cmd_generate}[args.command](args)
+    commands = {"demo": cmd_demo, "generate": cmd_generate, "champion": cmd_champion}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

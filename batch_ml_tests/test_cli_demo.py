@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -14,6 +15,7 @@ import pytest
 from batch_ml.config import load_config
 
 from .conftest import write_config
+from .report_browser import report_image_count, report_text, screenshot_report
 from .services import ARTIFACTS, CHROMIUM, make_ui, page_text, screenshot
 from .test_defs import ASSETS
 
@@ -49,6 +51,7 @@ def test_demo_command_is_complete_idempotent_and_leaves_history(demo_project, mo
     for key in (
         "partitions",
         "model_version",
+        "champion_version",
         "wape_model",
         "wape_seasonal_naive",
         "wape_moving_average",
@@ -77,7 +80,49 @@ def test_demo_command_is_complete_idempotent_and_leaves_history(demo_project, mo
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
-        assert len(runs) == 10 and all(r.is_success for r in runs)
+        assert len(runs) == 12 and all(r.is_success for r in runs)  # 6 stages, twice
+
+
+@pytest.mark.integration
+def test_the_demo_report_opens_in_a_browser_and_shows_its_plots(demo_project):
+    config, _, first, _ = demo_project
+    report = Path(first["report"])
+    assert report == load_config(config).paths.reports / "evaluation_report.html"
+    if CHROMIUM is None:
+        assert not os.environ.get("CI"), "chromium is missing on CI"
+        pytest.skip("chromium is not installed: apt-get install chromium")
+    text = report_text(report)
+    for heading in ("Accuracy by lead time", "Feature importance", "Drift", "Model decisions"):
+        assert heading.lower() in text.lower(), heading
+    pngs = sorted(report.parent.glob("evaluation_*.png"))
+    assert len(pngs) >= 6, pngs
+    # Every plot is embedded and decoded by the browser (not a broken image).
+    assert report_image_count(report) == len(pngs)
+    shot = screenshot_report(report, "demo-evaluation-report")
+    assert shot.stat().st_size > 50_000  # plots and tables drawn, not a blank page
+
+
+@pytest.mark.integration
+def test_champion_cli_shows_the_history_and_refuses_an_unknown_model(demo_project):
+    config, home, first, _ = demo_project
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "batch_ml.cli", "--config", str(config), "champion", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    shown = cli("show")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert first["champion_version"] in shown.stdout
+    refused = cli("pin", "feedfacecafebeef", "--reason", "try", "--effective-date", "2025-04-20")
+    assert refused.returncode == 1
+    assert "feedfacecafebeef" in refused.stdout and "not in the registry" in refused.stdout
 
 
 @pytest.mark.integration
@@ -101,6 +146,8 @@ def test_make_ui_serves_every_asset_with_its_materialized_partitions(demo_projec
     by_name = {n["assetKey"]["path"][-1]: n for n in nodes}
     assert set(by_name) == ASSETS
     for name, node in by_name.items():
+        if name == "champion_overrides":
+            continue  # written only when a person pins or rolls back a champion
         assert node["assetMaterializations"], f"{name} has no materialization in the UI"
         stats = node["partitionStats"]
         if stats is not None:  # partitioned: the demo materialized every partition
