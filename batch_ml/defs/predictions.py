@@ -9,8 +9,8 @@ from batch_ml.defs.common import BRING_UP_TO_DATE, OWNERS, TRANSIENT_RETRY, Buil
 from batch_ml.defs.partitions import partition_dates
 from batch_ml.defs.promotion import OVERRIDES, read_overrides
 from batch_ml.defs.resources import ModelStore, TableStore
-from batch_ml.ml.drift import PREDICTION, psi_table
-from batch_ml.ml.features import ID_COLUMNS
+from batch_ml.ml.drift import MIN_SERIES, PREDICTION, psi_table
+from batch_ml.ml.features import ID_COLUMNS, SERIES_KEYS
 from batch_ml.ml.promotion import champion_on, state_from_row
 from batch_ml.ml.training import BASELINE_PREFIX, load_booster, predict, predict_baseline
 
@@ -180,7 +180,11 @@ def build(b: BuildContext) -> list:
                 else "",
             },
         )
-        drifted = features_worst.filter(pl.col("psi") > psi_warn)
+        # PSI of a handful of series is noise (empty bins), not drift: recorded, not judged.
+        series = forecasts.select(SERIES_KEYS).n_unique() // max(len(partition_dates(context)), 1)
+        judged = series >= MIN_SERIES
+        drifted = features_worst.filter(pl.col("psi") > psi_warn) if judged else features_worst[:0]
+        note = {} if judged else {"not_judged": f"{series} series a day < {MIN_SERIES}"}
         yield dg.AssetCheckResult(
             check_name="feature_drift",
             passed=drifted.is_empty(),
@@ -188,13 +192,14 @@ def build(b: BuildContext) -> list:
             metadata={
                 "psi_max": float(feature_psi),
                 "drifted": ", ".join(drifted["variable"].to_list()),
+                **note,
             },
         )
         yield dg.AssetCheckResult(
             check_name="prediction_drift",
-            passed=prediction_psi <= psi_warn,
+            passed=not judged or prediction_psi <= psi_warn,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"psi": float(prediction_psi)},
+            metadata={"psi": float(prediction_psi), **note},
         )
 
     return [predictions, prediction_drift]

@@ -4,6 +4,9 @@ At training time a profile is kept per variable: decile edges of the training va
 share of training rows in each bin (nulls are a bin of their own). A day's PSI is
 sum((p - q) * ln(p / q)) over the bins, with shares floored at EPSILON so that an empty bin
 does not make it infinite. Rule of thumb: < 0.1 stable, 0.1-0.25 watch, > 0.25 drift.
+
+PSI of a small sample is large even without drift (empty bins): with fewer than
+MIN_SERIES series in a day, the value is recorded but not judged.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ EPSILON = 1e-4
 WATCH = 0.1
 DRIFT = 0.25
 PREDICTION = "prediction"
+MIN_SERIES = 100
 
 
 def _shares(values: np.ndarray, edges: list[float]) -> list[float]:
