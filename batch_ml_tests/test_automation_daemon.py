@@ -6,9 +6,10 @@ already exists), are held back. Then a real `dagster-webserver` and `dagster-dae
 on that instance with nothing stopped or started by hand. The landing sensor must start no run
 for the history (the ingestion log knows those files). Once the held-back files are dropped
 into the landing folder, the landing sensor must start one `ingest_job` run for 2025-05-10 and
-declarative automation (`AutomationCondition.eager()` on predictions, forecast_accuracy and
-accuracy_report) must then materialize predictions and forecast_accuracy of 2025-05-10 and
-rewrite the accuracy report, and nothing else.
+declarative automation (`AutomationCondition.eager()` on predictions, prediction_drift,
+forecast_accuracy and accuracy_report) must then materialize predictions, their drift and
+forecast_accuracy of 2025-05-10 and rewrite the accuracy report, and nothing else. No
+champion override was ever recorded: its absence must not hold the predictions back.
 
 Dagster would add `default_automation_condition_sensor` for the eager assets, created STOPPED:
 with nothing switched on, dropped files would stop at the ingest run. The code location
@@ -51,7 +52,7 @@ DEFAULT_AUTOMATION_SENSOR = "default_automation_condition_sensor"
 AUTOMATION_SENSOR = "batch_ml_automation_sensor"
 AUTOMATION_SENSOR_TYPES = {"AUTOMATION", "AUTO_MATERIALIZE"}
 INGESTED = ("sales", "plans", "demand_features")  # ingest_job
-AUTOMATED = ("predictions", "forecast_accuracy")  # eager(), partition DAY
+AUTOMATED = ("predictions", "prediction_drift", "forecast_accuracy")  # eager(), partition DAY
 REPORT = "accuracy_report"  # eager(), unpartitioned
 TIMEOUT = 240  # drop -> report rewritten
 FAILED = {"FAILURE", "CANCELED", "CANCELING"}

@@ -5,7 +5,14 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from batch_ml.defs.common import BRING_UP_TO_DATE, OWNERS, TRANSIENT_RETRY, BuildContext, measured
+from batch_ml.defs.common import (
+    BRING_UP_TO_DATE,
+    BRING_UP_TO_DATE_DESPITE_OVERRIDES,
+    OWNERS,
+    TRANSIENT_RETRY,
+    BuildContext,
+    measured,
+)
 from batch_ml.defs.partitions import partition_dates
 from batch_ml.defs.promotion import OVERRIDES, read_overrides
 from batch_ml.defs.resources import ModelStore, TableStore
@@ -37,7 +44,7 @@ def build(b: BuildContext) -> list:
         owners=OWNERS,
         retry_policy=TRANSIENT_RETRY,
         code_version="predictions-v1",
-        automation_condition=BRING_UP_TO_DATE,
+        automation_condition=BRING_UP_TO_DATE_DESPITE_OVERRIDES,
         metadata={"partition_column": "forecast_date"},
         ins={
             "demand_features": dg.AssetIn(),

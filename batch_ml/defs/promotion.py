@@ -9,7 +9,13 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from batch_ml.defs.common import BRING_UP_TO_DATE, OWNERS, TRANSIENT_RETRY, BuildContext, measured
+from batch_ml.defs.common import (
+    BRING_UP_TO_DATE_DESPITE_OVERRIDES,
+    OWNERS,
+    TRANSIENT_RETRY,
+    BuildContext,
+    measured,
+)
 from batch_ml.defs.partitions import partition_dates
 from batch_ml.defs.resources import ModelStore, TableStore
 from batch_ml.ml.promotion import (
@@ -175,7 +181,7 @@ def build(b: BuildContext) -> list:
         owners=OWNERS,
         retry_policy=TRANSIENT_RETRY,
         code_version="promotion-v1",
-        automation_condition=BRING_UP_TO_DATE,
+        automation_condition=BRING_UP_TO_DATE_DESPITE_OVERRIDES,
         metadata={"partition_column": "model_week"},
         ins={
             "demand_model": dg.AssetIn(),
