@@ -13,6 +13,25 @@ from batch_ml.demo.simulator import spec_from_config, write_landing
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+# The longest test files, longest first: `make test` runs two pytest-xdist workers with
+# --dist loadfile and no reordering, so these start at once on both workers and the short
+# files fill in behind them (about 4 minutes each, mostly waiting for daemon ticks).
+LONGEST_FIRST = (
+    "test_storage_faults.py",
+    "test_orchestration_daemon.py",
+    "test_automation_daemon.py",
+    "test_cli_demo.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file is kept
+
+
 SMALL_CONFIG = """
 [data]
 root = "data"
