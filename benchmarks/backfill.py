@@ -5,28 +5,40 @@ partitions from 2025-01-01, horizon 7, 4 training weeks) with its landing files.
 each on a fresh data root and a fresh DAGSTER_HOME (a copy of the repository's dagster.yaml:
 queued runs, at most 2 at a time):
 
-1. compute floor: `batch_ml.cli.run_pipeline` in this process (five in-process runs, one per
+1. compute floor: `batch_ml.cli.run_pipeline` in this process (six in-process runs, one per
    stage over its whole range): the work itself with almost no orchestration.
 2. batched: a real `dagster-webserver` and `dagster-daemon run` on the project's code location
-   (workspace.yaml); ONE asset backfill of all ten assets over all their partitions
-   (`launchPartitionBackfill` with `assetSelection` and `allPartitions: true`: one backfill
-   spans the daily, weekly, forecast-daily and unpartitioned assets), honouring the project's
+   (workspace.yaml; steps run in the run's process, `in_process_executor`); ONE asset backfill
+   of all ten assets over all their partitions (`launchPartitionBackfill` with
+   `assetSelection` and `allPartitions: true`: one backfill spans the daily, weekly,
+   forecast-daily, evaluation-daily and unpartitioned assets), honouring the project's
    BackfillPolicy (multi_run 31 days; 8 weeks for the model).
 3. one run per partition: the same graph, the same daemon path, the same kind of backfill,
    with every BackfillPolicy replaced by `BackfillPolicy.multi_run(max_partitions_per_run=1)`
-   (code location `benchmarks.backfill:per_partition_defs`; nothing else changes). It runs on
-   `--per-partition-days` days (starting on a Monday in the middle of the year: those days of
-   sales, plans and features, the model weeks starting in them, their predictions and
-   accuracy, plus the static sources and the report) on the data root of part 1, so every
-   input outside the window exists; the backfill re-materializes the window. Its wall time is
-   EXTRAPOLATED to the full graph of `--days` days from the number of runs a full-graph
-   backfill with that policy makes (each run group scaled by its partition count).
+   and the executor set by `--per-partition-executor` (code location
+   `benchmarks.backfill:per_partition_defs`, which reads it from the environment variable
+   BATCH_ML_BENCH_PER_PARTITION_EXECUTOR; nothing else changes): `multiprocess` (default),
+   Dagster's default executor, one subprocess per step - what one run per partition costs a
+   user who uses neither batching nor another executor - or `in_process`, the project's
+   executor without its batching. It runs on `--per-partition-days` days (starting on a
+   Monday in the middle of the year: those days of sales, plans and features, the model weeks
+   starting in them, their predictions and accuracy, plus the static sources and the report)
+   on the data root of part 1, so every input outside the window exists; the backfill
+   re-materializes the window. Its wall time is EXTRAPOLATED to the full graph of `--days`
+   days from the number of runs a full-graph backfill with that policy makes (each run group
+   scaled by its partition count).
 
-Before the daemon starts, running sensors (the landing sensor, the automation sensor if on)
-are stopped over GraphQL and auto-materialization is paused, so only the backfill starts runs.
+Before the daemon starts, running sensors (the landing sensor and batch_ml_automation_sensor,
+both RUNNING by default) are stopped over GraphQL and auto-materialization is paused, so only
+the backfill starts runs; the report records which were stopped, their states after the
+backfill and any run that did not come from the backfill.
 
-Run: `.venv/bin/python -m benchmarks.backfill [--days N --per-partition-days M]`.
-Writes benchmarks/results/backfill.json and backfill.md (or `--out`).
+Run: `.venv/bin/python -m benchmarks.backfill [--days N --per-partition-days M]` writes
+benchmarks/results/backfill.json and backfill.md (or `--out`). The other executor's
+per-partition arm as a second reference, added to that report (its .md regenerated):
+`.venv/bin/python -m benchmarks.backfill --skip-batched --per-partition-executor in_process
+--add-to benchmarks/results/backfill.json` (its own facts in
+backfill_per_partition_in_process.json).
 """
 
 from __future__ import annotations
@@ -38,6 +50,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -67,6 +80,19 @@ ASSETS = (
 )
 PER_PARTITION_LOCATION = "batch_ml_one_run_per_partition"
 ONE_PER_RUN = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
+# The executor of the per-partition code location, read from this variable (set by the
+# benchmark for the webserver and the daemon, inherited by their code servers and run workers).
+EXECUTOR_ENV = "BATCH_ML_BENCH_PER_PARTITION_EXECUTOR"
+EXECUTORS = {
+    # Dagster's default: one subprocess per step (what a user who sets no executor gets).
+    "multiprocess": dg.multiprocess_executor,
+    # What this project's code location uses: steps run in the run's process.
+    "in_process": dg.in_process_executor,
+}
+EXECUTOR_LABELS = {
+    "multiprocess": "multiprocess executor (Dagster's default)",
+    "in_process": "in-process executor (as the project)",
+}
 TERMINAL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 BACKFILL_DAEMON_INTERVAL_S = 30  # dagster._daemon.controller.DEFAULT_DAEMON_INTERVAL_SECONDS
 RUN_QUEUE_DEQUEUE_INTERVAL_S = 5  # QueuedRunCoordinator default dequeue_interval_seconds
@@ -75,8 +101,9 @@ RUN_QUEUE_DEQUEUE_INTERVAL_S = 5  # QueuedRunCoordinator default dequeue_interva
 # -- the per-partition code location ------------------------------------------------------------
 
 
-def one_run_per_partition(defs: dg.Definitions) -> dg.Definitions:
-    """The same definitions with every BackfillPolicy set to one partition per run."""
+def one_run_per_partition(defs: dg.Definitions, executor: str = "multiprocess") -> dg.Definitions:
+    """The same definitions with every BackfillPolicy set to one partition per run, and the
+    executor `executor` (a key of EXECUTORS) instead of the project's in-process one."""
     assets = [
         a.with_attributes(backfill_policy=ONE_PER_RUN)
         if isinstance(a, dg.AssetsDefinition) and a.backfill_policy is not None
@@ -90,16 +117,21 @@ def one_run_per_partition(defs: dg.Definitions) -> dg.Definitions:
         schedules=defs.schedules,
         sensors=defs.sensors,
         resources=defs.resources,
+        executor=EXECUTORS[executor],
     )
 
 
 @dg.definitions
 def per_partition_defs() -> dg.Definitions:
-    """Code location of part 3 (loaded by the webserver, the daemon and every run worker)."""
+    """Code location of part 3 (loaded by the webserver, the daemon and every run worker);
+    its executor is named by the environment variable EXECUTOR_ENV (default multiprocess)."""
     from batch_ml.config import load_config
     from batch_ml.definitions import build_definitions
 
-    return one_run_per_partition(build_definitions(load_config()))
+    executor = os.environ.get(EXECUTOR_ENV, "multiprocess")
+    if executor not in EXECUTORS:
+        raise ValueError(f"{EXECUTOR_ENV}={executor!r}: expected one of {sorted(EXECUTORS)}")
+    return one_run_per_partition(build_definitions(load_config()), executor)
 
 
 # -- GraphQL --------------------------------------------------------------------------------------
@@ -179,16 +211,29 @@ query Backfill($id: String!) {
 """
 
 
-def quiet_sensors_and_automation(web) -> None:
-    """Stop every running sensor (as in the UI) and pause auto-materialization, before the
-    daemon's first tick: only the backfill may start runs."""
+def sensor_states(web) -> dict[str, str]:
+    """sensor name -> status (RUNNING / STOPPED) of every sensor of the workspace."""
     repos = web.graphql(SENSORS)["repositoriesOrError"]["nodes"]
+    return {s["name"]: s["sensorState"]["status"] for r in repos for s in r["sensors"]}
+
+
+def quiet_sensors_and_automation(web) -> list[str]:
+    """Stop every running sensor (as in the UI: the landing sensor and the automation sensor
+    batch_ml_automation_sensor, both RUNNING by default) and pause auto-materialization, before
+    the daemon's first tick: only the backfill may start runs. The sensors it stopped."""
+    repos = web.graphql(SENSORS)["repositoriesOrError"]["nodes"]
+    stopped = []
     for sensor in (s for r in repos for s in r["sensors"]):
         if sensor["sensorState"]["status"] == "RUNNING":
             result = web.graphql(STOP_SENSOR, {"id": sensor["sensorState"]["id"]})["stopSensor"]
             if result.get("instigationState", {}).get("status") != "STOPPED":
                 raise RuntimeError(f"could not stop {sensor['name']}: {result}")
+            stopped.append(sensor["name"])
     web.graphql(PAUSE_AUTOMATION)
+    still_running = [name for name, status in sensor_states(web).items() if status != "STOPPED"]
+    if still_running:
+        raise RuntimeError(f"sensors still running after stopping them: {still_running}")
+    return stopped
 
 
 # -- services -------------------------------------------------------------------------------------
@@ -201,15 +246,17 @@ def dagster_services(
     workspace: Path,
     log_dir: Path,
     before_daemon: Callable | None = None,
+    extra_env: dict[str, str] | None = None,
     timeout: float = 180,
     grace: float = 30,
 ):
-    """`batch_ml_tests.daemon_services.daemon_and_webserver` with a workspace file of choice:
-    dagster-webserver (127.0.0.1) first, `before_daemon(webserver)`, then dagster-daemon."""
+    """`batch_ml_tests.daemon_services.daemon_and_webserver` with a workspace file of choice
+    and `extra_env` for both services: dagster-webserver (127.0.0.1) first,
+    `before_daemon(webserver)`, then dagster-daemon."""
     from batch_ml_tests.daemon_services import VENV_BIN, DagsterServices, _start, service_env
     from batch_ml_tests.services import Webserver, _wait_until_serving, free_port
 
-    env = service_env(home, config)
+    env = {**service_env(home, config), **(extra_env or {})}
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -305,7 +352,8 @@ def window_selection(cfg, days: int) -> tuple[list[dict], dict[str, int | None]]
     partitions each asset gets."""
     end = cfg.end_date - dt.timedelta(days=1)
     middle = START + dt.timedelta(days=(end - START).days // 2)
-    first = max(middle, cfg.first_model_week)
+    # forecast_accuracy partitions start the day after the first model week
+    first = max(middle, cfg.first_model_week + dt.timedelta(days=1))
     first += dt.timedelta(days=(7 - first.weekday()) % 7)
     last = first + dt.timedelta(days=days - 1)
     if last > end:
@@ -333,25 +381,9 @@ def window_selection(cfg, days: int) -> tuple[list[dict], dict[str, int | None]]
     return selection, counts
 
 
-def batched_selection(cfg, all_partitions: bool) -> dict:
-    """The whole graph in one asset backfill. By default forecast_accuracy of the first forecast
-    day is left out: it reads the forecasts made on the days before (none exist) and, on a fresh
-    data root, the predictions table does not exist yet when the backfill starts it (nothing it
-    waits for is in the backfill), so it fails with MissingTableError after its retries, and
-    the report, which waits for it, is never built. `--all-partitions` keeps it (allPartitions:
-    true) and shows that failure."""
-    if all_partitions:
-        return {"assetSelection": [{"path": [a]} for a in ASSETS], "allPartitions": True}
-    last = (cfg.end_date - dt.timedelta(days=1)).isoformat()
-    second = (cfg.first_model_week + dt.timedelta(days=1)).isoformat()
-    skip_first_day = {"range": {"start": second, "end": last}}
-    return {
-        "partitionsByAssets": [
-            {"assetKey": {"path": [a]}}
-            | ({"partitions": skip_first_day} if a == "forecast_accuracy" else {})
-            for a in ASSETS
-        ]
-    }
+def batched_selection() -> dict:
+    """The whole graph in one asset backfill: every partition of every asset."""
+    return {"assetSelection": [{"path": [a]} for a in ASSETS], "allPartitions": True}
 
 
 def wait_for_backfill(web, backfill_id: str, timeout: float) -> dict:
@@ -392,9 +424,10 @@ STEP_EVENTS = {
 
 def step_times(entries) -> dict:
     """A run's step phase from its event log: first step subprocess launched
-    (STEP_WORKER_STARTING) and last step done (wall clock), and summed over the steps (which
-    may overlap): subprocess start-up (first STEP_WORKER_STARTING -> first STEP_START) and
-    execution (first STEP_START -> last success/failure, retries included)."""
+    (STEP_WORKER_STARTING; the multiprocess executor only) or first step started, and last
+    step done (wall clock), and summed over the steps (which may overlap): subprocess start-up
+    (first STEP_WORKER_STARTING -> first STEP_START) and execution (first STEP_START -> last
+    success/failure, retries included); how many step subprocesses were launched."""
     spawn: dict[str, float] = {}
     start: dict[str, float] = {}
     end: dict[str, float] = {}
@@ -411,6 +444,7 @@ def step_times(entries) -> dict:
         "steps_last": max(end.values(), default=None),
         "step_spawn_seconds": round(sum(start[k] - spawn[k] for k in start if k in spawn), 2),
         "step_seconds": round(sum(end[k] - start[k] for k in end if k in start), 2),
+        "step_subprocesses": len(spawn),
     }
 
 
@@ -474,6 +508,9 @@ def summarize_runs(runs: list[dict], launched_at: float, done_at: float) -> dict
         "sum_after_steps_seconds": round(sum(r["ended"] - r["steps_last"] for r in runs), 1),
         "sum_step_seconds": round(sum(r["step_seconds"] for r in runs), 1),
         "sum_step_spawn_seconds": round(sum(r["step_spawn_seconds"] for r in runs), 1),
+        # 0 under the in-process executor: the check that each arm ran the executor it names.
+        "runs_with_step_subprocesses": sum(1 for r in runs if r["step_subprocesses"]),
+        "step_subprocesses": sum(r["step_subprocesses"] for r in runs),
         "mean_run_seconds": round(statistics.mean(durations), 2),
         "mean_slot_seconds": round(statistics.mean(slots), 2),
         "median_run_startup_seconds": round(statistics.median(startup), 2) if startup else None,
@@ -494,11 +531,20 @@ def run_backfill(
     params: dict,
     timeout: float,
     prior_runs: int = 0,
+    extra_env: dict[str, str] | None = None,
 ) -> dict:
     """Start the services, launch one backfill, wait for it, stop the services; the facts."""
     load_start = loadavg()
+    stopped_sensors: list[str] = []
+    log_dir = folder / f"logs_{name}"
+    log(f"{name}: service logs in {log_dir}")
     with dagster_services(
-        home, config, workspace, folder / f"logs_{name}", before_daemon=quiet_sensors_and_automation
+        home,
+        config,
+        workspace,
+        log_dir,
+        before_daemon=lambda web: stopped_sensors.extend(quiet_sensors_and_automation(web)),
+        extra_env=extra_env,
     ) as services:
         web = services.webserver
         log(f"{name}: services up {services.startup}; launching the backfill")
@@ -510,6 +556,7 @@ def run_backfill(
         done = wait_for_backfill(web, backfill_id, timeout)
         seen_done_at = time.time()
         detail = web.graphql(BACKFILL_DETAIL, {"id": backfill_id})["partitionBackfillOrError"]
+        sensors_after = sensor_states(web)
         startup = dict(services.startup)
     statuses = {}
     for s in detail["assetBackfillData"]["assetBackfillStatuses"]:
@@ -524,6 +571,8 @@ def run_backfill(
         "launch_to_seen_done_seconds": round(seen_done_at - launched_at, 1),
         **summarize_runs(runs, done["timestamp"], done["endTimestamp"]),
         "runs_in_instance_not_from_this_backfill": all_runs - len(runs) - prior_runs,
+        "sensors_stopped_before_daemon": stopped_sensors,
+        "sensor_states_after_backfill": sensors_after,
         "max_concurrent_runs": max_runs,
         "asset_statuses": statuses,
         "services_startup_seconds": {k: round(v, 1) for k, v in startup.items()},
@@ -533,8 +582,21 @@ def run_backfill(
     }
     log(
         f"{name}: {facts['status']} in {facts['wall_seconds']} s, {facts['runs']} runs "
-        f"({facts['submission_waves']} waves), runs summed {facts['sum_run_seconds']} s"
+        f"({facts['submission_waves']} waves), runs summed {facts['sum_run_seconds']} s; "
+        f"stopped sensors {stopped_sensors}; other runs "
+        f"{facts['runs_in_instance_not_from_this_backfill']}; runs with step subprocesses "
+        f"{facts['runs_with_step_subprocesses']}"
     )
+    failed = [r for r in runs if r["status"] != "SUCCESS"]
+    if failed:
+        log(
+            f"{name}: {len(failed)} runs did not succeed: "
+            + ", ".join(
+                f"{r['run_id']} {r['assets']} {r['partition'] or r['range']}" for r in failed
+            )
+            + f"; their event and compute logs are under DAGSTER_HOME {home}, the services' "
+            f"logs in {log_dir}"
+        )
     return facts
 
 
@@ -587,16 +649,36 @@ def fmt_s(seconds: float) -> str:
     return f"{seconds:.1f} s"
 
 
+def met(ratio: float) -> str:
+    return "met" if ratio >= 20 else "NOT met"
+
+
+def arm_label(executor: str, upper: bool = False) -> str:
+    return f"{'O' if upper else 'o'}ne run per partition, {EXECUTOR_LABELS[executor]}"
+
+
 def markdown(report: dict) -> str:
     p, m = report["params"], report["machine"]
-    b, pp = report["batched"], report["per_partition"]
-    x, r, f = report["per_partition_extrapolated"], report["ratios"], report["compute_floor"]
+    b, f = report["batched"], report["compute_floor"]
+    arms = [report["per_partition"][e] for e in EXECUTORS if e in report["per_partition"]]
     lines = [
         "# Full-graph backfill through the daemon: batched vs one run per partition",
         "",
         f"`{report['command']}` at {report['created_utc']} (git {report['git']['head'][:12]}"
-        + (", uncommitted changes under batch_ml/" if report["git"]["batch_ml_dirty"] else "")
-        + f"), {report['total_seconds']:.0f} s in all.",
+        + (
+            ", uncommitted changes under batch_ml/"
+            if report["git"]["batch_ml_dirty"] or report["git"].get("batch_ml_dirty_at_end")
+            else ""
+        )
+        + f"), {report['total_seconds']:.0f} s in all"
+        + "".join(
+            f"; `{a['command']}` at {a['created_utc']} (git {a['git_head'][:12]}"
+            + (", uncommitted changes under batch_ml/" if a["batch_ml_dirty"] else "")
+            + f"), {a['total_seconds']:.0f} s"
+            for a in arms
+            if a.get("separate_run")
+        )
+        + ".",
         f"Machine: {m['cpu_count']} CPUs, {m['platform']}, Python {m['python']}; "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
         + f". Load average (1/5/15 min) {m['loadavg_at_start']} at start, "
@@ -612,90 +694,131 @@ def markdown(report: dict) -> str:
         f"{b['max_concurrent_runs']}); backfill daemon iteration every "
         f"{BACKFILL_DAEMON_INTERVAL_S} s, run queue dequeue every {RUN_QUEUE_DEQUEUE_INTERVAL_S} s "
         "(Dagster defaults). Sensors stopped and auto-materialization paused before the daemon "
-        "started: only the backfills started runs.",
+        "started: only the backfills started runs (see Findings).",
+        "",
+        "Executors: the **batched** arm runs the project's code location, whose runs execute "
+        "their steps in the run's process (`executor=dg.in_process_executor`). The "
+        "**one-run-per-partition** arm is measured twice: with Dagster's default "
+        "**multiprocess** executor (one subprocess per step: what one run per partition costs a "
+        "user who neither batches nor changes the executor) and with the **in-process** "
+        "executor (the project's executor, only the batching taken away).",
         "",
         f"Load average (1 min) during the batched backfill {b['loadavg_at_start'][0]} -> "
-        f"{b['loadavg_at_end'][0]}, during the per-partition one {pp['loadavg_at_start'][0]} "
-        f"-> {pp['loadavg_at_end'][0]} (on 2 cores, run and step start-up slow down markedly "
-        "under load).",
+        f"{b['loadavg_at_end'][0]}"
+        + "".join(
+            f", during the per-partition one with the {a['executor'].replace('_', '-')} "
+            f"executor {a['measured']['loadavg_at_start'][0]} -> "
+            f"{a['measured']['loadavg_at_end'][0]}"
+            for a in arms
+        )
+        + " (on 2 cores, run and step start-up slow down markedly under load).",
         "",
         "## Result",
         "",
         "| | wall (backfill created -> completed) | runs | runs summed (start->end) "
         "| no run in flight |",
         "|---|---:|---:|---:|---:|",
-        f"| batched, {p['days']} days, measured | **{fmt_s(b['wall_seconds'])}** | {b['runs']} "
+        f"| batched (in-process executor), {p['days']} days, measured "
+        f"| **{fmt_s(b['wall_seconds'])}** | {b['runs']} "
         f"| {fmt_s(b['sum_run_seconds'])} | {fmt_s(b['seconds_with_no_run_in_flight'])} |",
-        f"| one run per partition, {p['per_partition_days']} days, measured "
-        f"| {fmt_s(pp['wall_seconds'])} | {pp['runs']} | {fmt_s(pp['sum_run_seconds'])} "
-        f"| {fmt_s(pp['seconds_with_no_run_in_flight'])} |",
-        f"| one run per partition, {p['days']} days, **extrapolated** (saturated queue) "
-        f"| **{fmt_s(x['wall_seconds_saturated_queue'])}** | {x['runs']} | | |",
-        f"| one run per partition, {p['days']} days, **extrapolated** (busy throughput) "
-        f"| {fmt_s(x['wall_seconds_busy_throughput'])} | {x['runs']} | | |",
-        f"| one run per partition, {p['days']} days, **extrapolated** (linear per run) "
-        f"| {fmt_s(x['wall_seconds_linear'])} | {x['runs']} | | |",
+    ]
+    for a in arms:
+        pp, x = a["measured"], a["extrapolated"]
+        label = arm_label(a["executor"])
+        lines += [
+            f"| {label}, {a['per_partition_days']} days, measured "
+            f"| {fmt_s(pp['wall_seconds'])} | {pp['runs']} | {fmt_s(pp['sum_run_seconds'])} "
+            f"| {fmt_s(pp['seconds_with_no_run_in_flight'])} |",
+            f"| {label}, {p['days']} days, **extrapolated** (saturated queue) "
+            f"| **{fmt_s(x['wall_seconds_saturated_queue'])}** | {x['runs']} | | |",
+            f"| {label}, {p['days']} days, extrapolated (busy throughput) "
+            f"| {fmt_s(x['wall_seconds_busy_throughput'])} | {x['runs']} | | |",
+            f"| {label}, {p['days']} days, extrapolated (linear per run) "
+            f"| {fmt_s(x['wall_seconds_linear'])} | {x['runs']} | | |",
+        ]
+    lines += [
         f"| compute floor: `run_pipeline` in-process, {p['days']} days "
         f"| {fmt_s(f['seconds'])} | {f['runs']} | | |",
         "",
-        f"**Ratio (one run per partition / batched): {r['saturated_queue']:.1f}x** with the "
-        f"saturated-queue extrapolation (the lowest, conservative one), "
-        f"{r['busy_throughput']:.1f}x with the busy-throughput one, {r['linear']:.1f}x with "
-        f"the linear one. Target: at least 20x -> "
-        f"{'met' if r['saturated_queue'] >= 20 else 'NOT met'}. Batched wall over the compute "
-        f"floor: {r['batched_over_floor']:.1f}x.",
+    ]
+    for a in arms:
+        r = a["ratios"]
+        lines += [
+            f"- **Ratio vs {arm_label(a['executor'])}: {r['saturated_queue']:.1f}x** "
+            f"(extrapolated {fmt_s(a['extrapolated']['wall_seconds_saturated_queue'])} / "
+            f"batched {fmt_s(b['wall_seconds'])}) with the saturated-queue extrapolation (the "
+            f"lowest, conservative one: the headline), {r['busy_throughput']:.1f}x with the "
+            f"busy-throughput one, {r['linear']:.1f}x with the linear one. Target at least 20x "
+            f"(conservative): **{met(r['saturated_queue'])}**.",
+        ]
+    lines += [
+        f"- Batched wall over the compute floor: {b['wall_seconds'] / f['seconds']:.1f}x.",
         "",
         "## How each was measured",
         "",
-        "- **Batched**: one `launchPartitionBackfill` of the ten assets (a single asset backfill "
-        "spans the daily, weekly, forecast-daily and unpartitioned assets), with the project's "
-        "BackfillPolicy (multi_run 31 days, model 8 weeks); "
-        + (
-            "`allPartitions: true`. "
-            if p["all_partitions"]
-            else "`partitionsByAssets`: all partitions of every asset except forecast_accuracy "
-            f"of the first forecast day ({p['first_model_week']}; see Findings). "
-        )
-        + f"Status {b['status']}. Runs by asset group: "
+        "- **Batched**: one `launchPartitionBackfill` of the ten assets with `allPartitions: "
+        "true` (a single asset backfill spans the daily, weekly, forecast-daily, "
+        "evaluation-daily and unpartitioned assets), with the project's BackfillPolicy "
+        "(multi_run 31 days, model 8 weeks) and code location (workspace.yaml, in-process "
+        f"executor: {b['runs_with_step_subprocesses']} of its runs launched a step subprocess). "
+        f"Status {b['status']}. Runs by asset group: "
         + "; ".join(f"{g}: {n}" for g, n in b["runs_by_asset_group"].items())
         + ".",
-        "- **One run per partition**: the same graph in code location "
-        "`benchmarks.backfill:per_partition_defs`, identical except every BackfillPolicy is "
-        "`multi_run(max_partitions_per_run=1)`, launched the same way as ONE asset backfill "
-        f"(`partitionsByAssets`) over {p['per_partition_days']} days {p['window'][0]}.."
-        f"{p['window'][1]} (all ten assets: those days, the model weeks starting in them, the "
-        "static sources and the report), on the data root of the compute-floor run so every "
-        f"input outside the window exists. Status {pp['status']}. Runs by asset group: "
-        + "; ".join(f"{g}: {n}" for g, n in pp["runs_by_asset_group"].items())
-        + ". An asset backfill was used rather than job backfills (which also make one run per "
-        "partition, Dagster #17665) because no job spans the graph's four partitionings: job "
+    ]
+    for a in arms:
+        pp = a["measured"]
+        lines.append(
+            f"- **{arm_label(a['executor'], upper=True)}**: the same graph in code location "
+            "`benchmarks.backfill:per_partition_defs`, identical except every BackfillPolicy is "
+            "`multi_run(max_partitions_per_run=1)` and the executor is "
+            f"`dg.{a['executor']}_executor` (`{EXECUTOR_ENV}={a['executor']}` in the webserver's "
+            f"and the daemon's environment; {pp['runs_with_step_subprocesses']} of "
+            f"{pp['runs']} runs launched step subprocesses, {pp['step_subprocesses']} in all), "
+            "launched the same way as ONE asset backfill (`partitionsByAssets`) over "
+            f"{a['per_partition_days']} days {a['window'][0]}..{a['window'][1]} (all ten assets: "
+            "those days, the model weeks starting in them, the static sources and the report), "
+            "on the data root of a compute-floor run so every input outside the window exists. "
+            f"Status {pp['status']}. Runs by asset group: "
+            + "; ".join(f"{g}: {n}" for g, n in pp["runs_by_asset_group"].items())
+            + "."
+        )
+    lines += [
+        "- Asset backfills were used rather than job backfills (which also make one run per "
+        "partition, Dagster #17665) because no job spans the graph's partitionings: job "
         "backfills would need one backfill per stage, started by hand in order.",
         "- **Extrapolation** to the full graph (not measured): every asset group's runs scale "
-        "with its partition count (full graph / window), giving "
-        f"{x['runs']} runs ("
-        + "; ".join(f"{g}: {n}" for g, n in x["runs_by_asset_group"].items())
-        + "). Saturated queue: their summed slot time (RUN_STARTING -> end, mean per group "
-        f"from the measurement) = {fmt_s(x['summed_slot_seconds'])}, over "
-        f"{pp['max_concurrent_runs']} concurrent runs, plus the measured "
-        f"{pp['seconds_with_no_run_in_flight']:.0f} s with no run in flight; it leaves out the "
+        "with its partition count (full graph / window). Saturated queue: the runs' summed "
+        "slot time (RUN_STARTING -> end, mean per group from the measurement) over the "
+        "concurrent runs, plus the measured seconds with no run in flight; it leaves out the "
         "up-to-5 s queue dequeue gap after each run, so it understates the per-partition time. "
         "Busy throughput: measured seconds with a run in flight per run x runs, plus the same "
         "idle seconds. Linear: measured wall per run x runs (it also scales the waits for "
         "daemon ticks, which the full backfill would hide behind a full queue: an upper "
         "estimate).",
+    ]
+    for a in arms:
+        pp, x = a["measured"], a["extrapolated"]
+        lines.append(
+            f"  - {a['executor'].replace('_', '-')}: {x['runs']} runs ("
+            + "; ".join(f"{g}: {n}" for g, n in x["runs_by_asset_group"].items())
+            + f"); summed slot time {fmt_s(x['summed_slot_seconds'])} over "
+            f"{pp['max_concurrent_runs']} concurrent runs, plus "
+            f"{pp['seconds_with_no_run_in_flight']:.0f} s with no run in flight."
+        )
+    lines += [
         "- **Compute floor**: `batch_ml.cli.run_pipeline` on a fresh data root and instance, in "
-        "this process (five in-process runs, one per stage over its whole range): "
-        + ", ".join(f"{k} {v} s" for k, v in f["stage_seconds"].items())
-        + ".",
+        f"this process ({len(f['stage_seconds'])} in-process runs, one per stage over its whole "
+        "range): " + ", ".join(f"{k} {v} s" for k, v in f["stage_seconds"].items()) + ".",
         "",
         "## What limits each",
         "",
         "Where the runs' time went, in seconds summed over the runs. A run's slot (RUN_STARTING "
         f"-> end: it holds one of the {b['max_concurrent_runs']} run slots) = process start-up "
         "(-> RUN_START: a new Python process loads the code location) + until the first step "
-        "starts + the step phase (first step subprocess launched -> last step done; the "
-        "multiprocess executor starts one subprocess per step) + after the last step. The last "
-        "two columns sum over steps, which may overlap within a run.",
+        "starts + the step phase (first step subprocess launched under the multiprocess "
+        "executor, first step started under the in-process one -> last step done) + after the "
+        "last step. The last two columns sum over steps, which may overlap within a run; step "
+        "subprocess start-up is 0 under the in-process executor.",
         "",
         "| | runs | slot | process start-up | before steps | step phase | after steps "
         "| step subprocess start-up | step execution |",
@@ -706,8 +829,14 @@ def markdown(report: dict) -> str:
             f"| {a['sum_step_phase_seconds']:,.0f} | {a['sum_after_steps_seconds']:,.0f} "
             f"| {a['sum_step_spawn_seconds']:,.0f} | {a['sum_step_seconds']:,.0f} |"
             for label, a in (
-                (f"batched, {p['days']} days", b),
-                (f"one run per partition, {p['per_partition_days']} days", pp),
+                (f"batched (in-process executor), {p['days']} days", b),
+                *(
+                    (
+                        f"{arm_label(arm['executor'])}, {arm['per_partition_days']} days",
+                        arm["measured"],
+                    )
+                    for arm in arms
+                ),
             )
         ),
         "",
@@ -721,25 +850,61 @@ def markdown(report: dict) -> str:
         f"run). Median run start-up {b['median_run_startup_seconds']} s; the steps themselves "
         f"ran {fmt_s(b['sum_step_seconds'])} against the in-process floor of "
         f"{fmt_s(f['seconds'])}.",
-        f"- One run per partition: {pp['runs']} runs, mean slot {pp['mean_slot_seconds']} s per "
-        f"run (median start-up {pp['median_run_startup_seconds']} s) for "
-        f"{pp['sum_step_seconds'] / pp['runs']:.2f} s of step execution per run; median "
-        f"{pp['median_queued_seconds']} s queued: the run queue, not the daemon tick, sets the "
-        f"pace ({pp['max_concurrent_runs']} runs at a time x process start-up per run).",
+    ]
+    for a in arms:
+        pp = a["measured"]
+        lines.append(
+            f"- {arm_label(a['executor'], upper=True)}: {pp['runs']} runs, mean slot "
+            f"{pp['mean_slot_seconds']} s per run (median start-up "
+            f"{pp['median_run_startup_seconds']} s, step subprocess start-up "
+            f"{pp['sum_step_spawn_seconds'] / pp['runs']:.2f} s per run) for "
+            f"{pp['sum_step_seconds'] / pp['runs']:.2f} s of step execution per run; median "
+            f"{pp['median_queued_seconds']} s queued"
+            + (
+                ": the run queue, not the daemon tick, sets the pace "
+                f"({pp['max_concurrent_runs']} runs at a time x start-up per run)."
+                if pp["median_queued_seconds"] > pp["mean_slot_seconds"]
+                else f" (less than a run's slot: the {BACKFILL_DAEMON_INTERVAL_S}-s backfill "
+                "daemon iterations, not the run queue, set the pace in this short window)."
+            )
+        )
+    lines += [
         "",
         "## Findings",
         "",
-        "- A full-graph backfill on a fresh data root fails forecast_accuracy of the first "
-        f"forecast day ({p['first_model_week']}): it maps to the forecasts made on the "
-        f"{p['horizon']} days before, which do not exist, so the backfill starts it at once "
-        "(nothing it waits for is in the backfill), before any predictions partition is "
-        "written; the IO manager raises MissingTableError for the empty predictions table, the "
-        "retries do not outlast the predictions runs, the backfill ends COMPLETED_FAILED and "
-        "the accuracy report is never built (seen with `--all-partitions`). `run_pipeline` "
-        "does not hit it: predictions and forecast_accuracy run in one run there. The batched "
-        "arm therefore leaves that one partition out"
-        + (" (this run did NOT: --all-partitions)." if p["all_partitions"] else ".")
-        + " The per-partition window lies mid-year, where the table exists.",
+        "- Sensors: the code location's sensors are RUNNING by default (the landing sensor and "
+        "the automation sensor `batch_ml_automation_sensor`); each arm stopped them over "
+        "GraphQL before the daemon's first tick ("
+        + "; ".join(
+            f"{label}: {', '.join(facts['sensors_stopped_before_daemon']) or 'none running'}"
+            for label, facts in (
+                ("batched", b),
+                *((a["executor"].replace("_", "-"), a["measured"]) for a in arms),
+            )
+        )
+        + "). After each backfill every sensor was "
+        + (
+            "still STOPPED"
+            if all(
+                s == "STOPPED"
+                for facts in (b, *(a["measured"] for a in arms))
+                for s in facts["sensor_states_after_backfill"].values()
+            )
+            else "NOT all STOPPED (see backfill.json)"
+        )
+        + ", and the instances held "
+        + ", ".join(
+            f"{facts['runs_in_instance_not_from_this_backfill']} ({label})"
+            for label, facts in (
+                ("batched", b),
+                *((a["executor"].replace("_", "-"), a["measured"]) for a in arms),
+            )
+        )
+        + " runs besides the backfill's (and the compute floor's): no automation or sensor run.",
+        "- The first-forecast-day failure of a fresh full-graph backfill (forecast_accuracy "
+        "raised MissingTableError, so earlier results left that partition out) was fixed in "
+        "510dc71: forecast_accuracy partitions start the day after the first model week. The "
+        f"batched arm backfills every partition (`allPartitions: true`): {b['status']}.",
         "",
         "Raw per-run timestamps are in backfill.json (`runs_detail`).",
     ]
@@ -747,6 +912,57 @@ def markdown(report: dict) -> str:
 
 
 # -- main -----------------------------------------------------------------------------------------
+
+
+def measure_per_partition(args, tmp: Path, floor_config, floor_cfg, floor_home, floor_runs):
+    """Part 3 on the compute floor's root: the facts and the extrapolation."""
+    workspace = tmp / "per_partition_workspace.yaml"
+    workspace.write_text(
+        "load_from:\n"
+        "  - python_module:\n"
+        "      module_name: benchmarks.backfill\n"
+        "      attribute: per_partition_defs\n"
+        f"      working_directory: {REPO}\n"
+        f"      location_name: {PER_PARTITION_LOCATION}\n"
+    )
+    selection, window_counts = window_selection(floor_cfg, args.per_partition_days)
+    window = selection[ASSETS.index("sales")]["partitions"]["range"]
+    executor = args.per_partition_executor
+    measured = run_backfill(
+        f"per_partition_{executor}",
+        tmp / "floor",
+        floor_home,
+        floor_config,
+        workspace,
+        {
+            "partitionsByAssets": selection,
+            "title": f"benchmark: {args.per_partition_days} days, one run per partition, "
+            f"{executor} executor",
+        },
+        args.timeout,
+        prior_runs=floor_runs,
+        extra_env={EXECUTOR_ENV: executor},
+    )
+    extrapolated = extrapolate(measured, window_counts, partition_counts(floor_cfg))
+    log(f"extrapolated ({executor}): {extrapolated}")
+    return {
+        "executor": executor,
+        "per_partition_days": args.per_partition_days,
+        "window": [window["start"], window["end"]],
+        "window_partitions": window_counts,
+        "measured": measured,
+        "extrapolated": extrapolated,
+    }
+
+
+def arm_ratios(arm: dict, batched_wall: float) -> dict:
+    x = arm["extrapolated"]
+    return {
+        "saturated_queue": round(x["wall_seconds_saturated_queue"] / batched_wall, 2),
+        "busy_throughput": round(x["wall_seconds_busy_throughput"] / batched_wall, 2),
+        "linear": round(x["wall_seconds_linear"] / batched_wall, 2),
+        "target_20x_met_conservative": x["wall_seconds_saturated_queue"] / batched_wall >= 20,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -759,15 +975,44 @@ def main(argv: list[str] | None = None) -> int:
         help="days backfilled with one run per partition (then extrapolated to --days)",
     )
     parser.add_argument(
-        "--all-partitions",
+        "--per-partition-executor",
+        choices=sorted(EXECUTORS),
+        default="multiprocess",
+        help="executor of the one-run-per-partition code location (default: multiprocess, "
+        "Dagster's default executor; the project's code location uses in_process)",
+    )
+    parser.add_argument(
+        "--skip-batched",
         action="store_true",
-        help="batched: every partition (allPartitions), incl. forecast_accuracy of the first "
-        "forecast day, which fails on a fresh data root",
+        help="measure only the compute floor (for its data root) and the per-partition arm",
+    )
+    parser.add_argument(
+        "--add-to",
+        type=Path,
+        help="with --skip-batched: add this per-partition arm to that report (a backfill.json "
+        "of a full run with the same --days) and regenerate its .md",
     )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per backfill")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"result JSON (.md next to it); default {DEFAULT_OUT.relative_to(REPO)}, with "
+        "--skip-batched backfill_per_partition_<executor>.json next to it",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
+    if args.add_to and not args.skip_batched:
+        parser.error("--add-to needs --skip-batched")
+    if args.out is None:
+        args.out = (
+            DEFAULT_OUT.with_name(f"backfill_per_partition_{args.per_partition_executor}.json")
+            if args.skip_batched
+            else DEFAULT_OUT
+        )
+    if args.add_to:
+        target = json.loads(args.add_to.read_text())
+        if target["params"]["days"] != args.days:
+            parser.error(f"{args.add_to} has --days {target['params']['days']}, not {args.days}")
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -775,6 +1020,12 @@ def main(argv: list[str] | None = None) -> int:
     from batch_ml.cli import run_pipeline
 
     started = time.perf_counter()
+    command = (
+        f"python -m benchmarks.backfill --days {args.days} "
+        f"--per-partition-days {args.per_partition_days} "
+        f"--per-partition-executor {args.per_partition_executor}"
+        + (" --skip-batched" if args.skip_batched else "")
+    )
     machine = {
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
@@ -787,32 +1038,27 @@ def main(argv: list[str] | None = None) -> int:
     }
     git_head = git("rev-parse", "HEAD")
     batch_ml_dirty = bool(git("status", "--porcelain", "--", "batch_ml"))
-    tmp_ctx = (
-        contextlib.nullcontext(tempfile.mkdtemp(prefix="bench_backfill_"))
-        if args.keep
-        else tempfile.TemporaryDirectory(prefix="bench_backfill_")
-    )
-    with tmp_ctx as tmp_name:
-        tmp = Path(tmp_name)
-        log(f"temporary folder {tmp}; load average {machine['loadavg_at_start']}")
+    tmp = Path(tempfile.mkdtemp(prefix="bench_backfill_"))
+    log(f"temporary folder {tmp}; load average {machine['loadavg_at_start']}")
 
-        # 1. Compute floor (fresh root F); its root then serves the per-partition window.
-        floor_config, floor_cfg, floor_home = new_project(tmp / "floor", args.days)
-        full_counts = partition_counts(floor_cfg)
-        log(f"graph partitions: {full_counts}")
-        t0 = time.perf_counter()
-        with dg.DagsterInstance.from_config(str(floor_home)) as instance:
-            pipeline = run_pipeline(floor_cfg, instance)
-            floor_runs = instance.get_runs_count()
-        floor = {
-            "seconds": round(time.perf_counter() - t0, 1),
-            "runs": floor_runs,
-            "stage_seconds": pipeline["timings"],
-        }
-        log(f"compute floor: {floor['seconds']} s")
+    # 1. Compute floor (fresh root F); its root then serves the per-partition window.
+    floor_config, floor_cfg, floor_home = new_project(tmp / "floor", args.days)
+    full_counts = partition_counts(floor_cfg)
+    log(f"graph partitions: {full_counts}")
+    t0 = time.perf_counter()
+    with dg.DagsterInstance.from_config(str(floor_home)) as instance:
+        pipeline = run_pipeline(floor_cfg, instance)
+        floor_runs = instance.get_runs_count()
+    floor = {
+        "seconds": round(time.perf_counter() - t0, 1),
+        "runs": floor_runs,
+        "stage_seconds": pipeline["timings"],
+    }
+    log(f"compute floor: {floor['seconds']} s")
 
-        # 2. Batched: the project's code location, one backfill of everything.
-        batched_title = f"benchmark: full graph, {args.days} days, batched"
+    # 2. Batched: the project's code location, one backfill of everything.
+    batched = None
+    if not args.skip_batched:
         batched_config, _, batched_home = new_project(tmp / "batched", args.days)
         batched = run_backfill(
             "batched",
@@ -820,81 +1066,78 @@ def main(argv: list[str] | None = None) -> int:
             batched_home,
             batched_config,
             REPO / "workspace.yaml",
-            {**batched_selection(floor_cfg, args.all_partitions), "title": batched_title},
+            {**batched_selection(), "title": f"benchmark: full graph, {args.days} days, batched"},
             args.timeout,
         )
 
-        # 3. One run per partition over a window, on root F.
-        workspace = tmp / "per_partition_workspace.yaml"
-        workspace.write_text(
-            "load_from:\n"
-            "  - python_module:\n"
-            "      module_name: benchmarks.backfill\n"
-            "      attribute: per_partition_defs\n"
-            f"      working_directory: {REPO}\n"
-            f"      location_name: {PER_PARTITION_LOCATION}\n"
-        )
-        selection, window_counts = window_selection(floor_cfg, args.per_partition_days)
-        window = selection[ASSETS.index("sales")]["partitions"]["range"]
-        per_partition = run_backfill(
-            "per_partition",
-            tmp / "floor",
-            floor_home,
-            floor_config,
-            workspace,
-            {
-                "partitionsByAssets": selection,
-                "title": f"benchmark: {args.per_partition_days} days, one run per partition",
-            },
-            args.timeout,
-            prior_runs=floor_runs,
-        )
-        extrapolated = extrapolate(per_partition, window_counts, full_counts)
-        log(f"extrapolated: {extrapolated}")
+    # 3. One run per partition over a window, on root F.
+    arm = measure_per_partition(args, tmp, floor_config, floor_cfg, floor_home, floor_runs)
 
     machine["loadavg_at_end"] = loadavg()
-    ok = batched["status"] == per_partition["status"] == "COMPLETED_SUCCESS"
+    statuses = [arm["measured"]["status"], *([batched["status"]] if batched else [])]
+    ok = all(s == "COMPLETED_SUCCESS" for s in statuses)
+    created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    total = round(time.perf_counter() - started, 1)
+    batch_ml_dirty_at_end = bool(git("status", "--porcelain", "--", "batch_ml"))
+    arm |= {
+        "command": command,
+        "created_utc": created,
+        "git_head": git_head,
+        "batch_ml_dirty": batch_ml_dirty or batch_ml_dirty_at_end,
+        "total_seconds": total,
+        "compute_floor_seconds": floor["seconds"],
+        "loadavg": [machine["loadavg_at_start"], machine["loadavg_at_end"]],
+    }
     report = {
-        "command": f"python -m benchmarks.backfill --days {args.days} "
-        f"--per-partition-days {args.per_partition_days}"
-        + (" --all-partitions" if args.all_partitions else ""),
-        "created_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "git": {"head": git_head, "batch_ml_dirty": batch_ml_dirty},
+        "command": command,
+        "created_utc": created,
+        "git": {
+            "head": git_head,
+            "batch_ml_dirty": batch_ml_dirty,
+            "batch_ml_dirty_at_end": batch_ml_dirty_at_end,
+        },
         "machine": machine,
         "params": {
             "days": args.days,
-            "per_partition_days": args.per_partition_days,
-            "all_partitions": args.all_partitions,
-            "window": [window["start"], window["end"]],
             "start": START.isoformat(),
             "stores": N_STORES,
             "items": N_ITEMS,
             "horizon": floor_cfg.forecast.horizon,
             "first_model_week": floor_cfg.first_model_week.isoformat(),
             "full": full_counts,
-            "window_partitions": window_counts,
+            "batched_executor": "in_process (the project's code location)",
         },
         "all_backfills_succeeded": ok,
         "compute_floor": floor,
         "batched": batched,
-        "per_partition": per_partition,
-        "per_partition_extrapolated": extrapolated,
-        "ratios": {
-            "saturated_queue": round(
-                extrapolated["wall_seconds_saturated_queue"] / batched["wall_seconds"], 2
-            ),
-            "busy_throughput": round(
-                extrapolated["wall_seconds_busy_throughput"] / batched["wall_seconds"], 2
-            ),
-            "linear": round(extrapolated["wall_seconds_linear"] / batched["wall_seconds"], 2),
-            "batched_over_floor": round(batched["wall_seconds"] / floor["seconds"], 2),
-        },
-        "total_seconds": round(time.perf_counter() - started, 1),
+        "per_partition": {arm["executor"]: arm},
+        "total_seconds": total,
     }
+    if batched:
+        arm["ratios"] = arm_ratios(arm, batched["wall_seconds"])
+        report["batched_over_floor"] = round(batched["wall_seconds"] / floor["seconds"], 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(report))
-    log(f"wrote {args.out} and {args.out.with_suffix('.md')}; ratios {report['ratios']}")
+    written = [args.out]
+    if batched:
+        args.out.with_suffix(".md").write_text(markdown(report))
+        written.append(args.out.with_suffix(".md"))
+        log(f"ratios: {arm['ratios']}")
+    if args.add_to:
+        target = json.loads(args.add_to.read_text())
+        arm |= {"separate_run": True, "result_file": args.out.name}
+        arm["ratios"] = arm_ratios(arm, target["batched"]["wall_seconds"])
+        target["per_partition"][arm["executor"]] = arm
+        target["all_backfills_succeeded"] = target["all_backfills_succeeded"] and ok
+        args.add_to.write_text(json.dumps(target, indent=2, default=str) + "\n")
+        args.add_to.with_suffix(".md").write_text(markdown(target))
+        written += [args.add_to, args.add_to.with_suffix(".md")]
+        log(f"ratios vs {args.add_to.name}'s batched arm: {arm['ratios']}")
+    log(f"wrote {', '.join(str(w) for w in written)}")
+    if ok and not args.keep:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        log(f"kept {tmp} (logs: logs_* folders, DAGSTER_HOME dagster_home in floor/ and batched/)")
     return 0 if ok else 1
 
 
