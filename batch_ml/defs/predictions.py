@@ -72,7 +72,7 @@ def build(b: BuildContext) -> list:
         context: dg.AssetExecutionContext,
         model_store: ModelStore,
         tables: TableStore,
-        demand_features: pl.LazyFrame,
+        demand_features: dict[str, pl.LazyFrame],
         model_promotion: pl.LazyFrame,
     ):
         gate = model_promotion.collect()
@@ -82,7 +82,7 @@ def build(b: BuildContext) -> list:
         with measured() as cost:
             for day in partition_dates(context):
                 version = _champion_for(gate, overrides, day)
-                features = demand_features.filter(pl.col("forecast_date") == day).collect()
+                features = demand_features[day.isoformat()].collect()
                 if version.startswith(BASELINE_PREFIX):
                     frames.append(predict_baseline(features, version))
                     continue
@@ -149,20 +149,21 @@ def build(b: BuildContext) -> list:
     def prediction_drift(
         context: dg.AssetExecutionContext,
         model_store: ModelStore,
-        demand_features: pl.LazyFrame,
-        predictions: pl.LazyFrame,
+        demand_features: dict[str, pl.LazyFrame],
+        predictions: dict[str, pl.LazyFrame],
     ):
         frames = []
+        series_days = []
         with measured() as cost:
-            forecasts = predictions.collect()
             for day in partition_dates(context):
-                todays = forecasts.filter(pl.col("forecast_date") == day)
+                todays = predictions[day.isoformat()].collect()
+                series_days.append(todays.select(SERIES_KEYS).n_unique())
                 for version in sorted(todays["model_version"].unique().to_list()):
                     if version.startswith(BASELINE_PREFIX):
                         continue  # a baseline has no training data to drift from
                     reference = model_store.load_card(version)["profile"]
                     rows = todays.filter(pl.col("model_version") == version)
-                    features = demand_features.filter(pl.col("forecast_date") == day).join(
+                    features = demand_features[day.isoformat()].join(
                         rows.lazy().select(*KEYS, PREDICTION), on=KEYS, how="inner"
                     )
                     frames.append(
@@ -188,7 +189,7 @@ def build(b: BuildContext) -> list:
             },
         )
         # PSI of a handful of series is noise (empty bins), not drift: recorded, not judged.
-        series = forecasts.select(SERIES_KEYS).n_unique() // max(len(partition_dates(context)), 1)
+        series = min(series_days, default=0)
         judged = series >= MIN_SERIES
         drifted = features_worst.filter(pl.col("psi") > psi_warn) if judged else features_worst[:0]
         note = {} if judged else {"not_judged": f"{series} series a day < {MIN_SERIES}"}

@@ -6,6 +6,7 @@ import json
 import os
 import uuid
 from pathlib import Path
+from typing import get_origin
 
 import dagster as dg
 import polars as pl
@@ -131,10 +132,15 @@ class ParquetTableIOManager(dg.ConfigurableIOManager):
             }
         )
 
-    def load_input(self, context: dg.InputContext) -> pl.LazyFrame:
+    def load_input(self, context: dg.InputContext) -> pl.LazyFrame | dict[str, pl.LazyFrame]:
+        """One LazyFrame over the upstream partitions; or, for an input annotated
+        `dict[str, pl.LazyFrame]`, one LazyFrame per stored partition key, so that a step
+        looping over its days reads one file a day instead of filtering a scan of them all."""
         table = self._store().table(context.asset_key.path[-1])
+        per_partition = get_origin(context.dagster_type.typing_type) is dict
         if not context.has_asset_partitions:
-            return table.scan([UNPARTITIONED])
+            scan = table.scan([UNPARTITIONED])
+            return {UNPARTITIONED: scan} if per_partition else scan
         keys = list(context.asset_partition_keys)
         stored = set(table.partitions())
         if not stored:
@@ -142,13 +148,15 @@ class ParquetTableIOManager(dg.ConfigurableIOManager):
             # schema to give, only no rows.
             if keys:
                 context.log.warning(f"{table.name}: no partition written yet, read as no rows")
-            return pl.LazyFrame()
+            return {} if per_partition else pl.LazyFrame()
         missing = [k for k in keys if k not in stored]
         if missing:
             context.log.warning(
                 f"{table.name}: {len(missing)} of {len(keys)} upstream partition(s) not "
                 f"materialized, read as no rows: {missing[:5]}{' ...' if len(missing) > 5 else ''}"
             )
+        if per_partition:
+            return {k: table.scan([k]) for k in keys}  # a missing one: no rows, same schema
         return table.scan(keys)
 
 

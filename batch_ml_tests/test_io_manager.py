@@ -1,0 +1,52 @@
+"""ParquetTableIOManager through `dg.materialize`: the two forms of a partitioned input."""
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+
+from batch_ml.defs.resources import ParquetTableIOManager
+
+DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", end_date="2025-01-11")
+LAST_THREE = dg.TimeWindowPartitionMapping(start_offset=-2)
+
+
+@dg.asset(partitions_def=DAILY, metadata={"partition_column": "day"})
+def counts(context: dg.AssetExecutionContext) -> pl.DataFrame:
+    day = dt.date.fromisoformat(context.partition_key)
+    return pl.DataFrame({"day": [day] * day.day, "n": list(range(day.day))})
+
+
+@dg.asset(partitions_def=DAILY, ins={"counts": dg.AssetIn(partition_mapping=LAST_THREE)})
+def as_one_scan(counts: pl.LazyFrame) -> None:
+    # One scan over the mapped partitions: days 3, 4 and 5 for partition 5; 4 is missing.
+    assert counts.collect().sort("day")["day"].unique().to_list() == [
+        dt.date(2025, 1, 3),
+        dt.date(2025, 1, 5),
+    ]
+
+
+@dg.asset(partitions_def=DAILY, ins={"counts": dg.AssetIn(partition_mapping=LAST_THREE)})
+def as_one_scan_per_partition(counts: dict[str, pl.LazyFrame]) -> None:
+    assert list(counts) == ["2025-01-03", "2025-01-04", "2025-01-05"]
+    frames = {k: v.collect() for k, v in counts.items()}
+    assert [f.height for f in frames.values()] == [3, 0, 5]
+    # The missing partition reads as no rows with the table's columns.
+    assert frames["2025-01-04"].schema == frames["2025-01-03"].schema
+
+
+def test_partitioned_input_as_one_scan_or_one_scan_per_partition(tmp_path):
+    resources = {
+        "io_manager": ParquetTableIOManager(
+            tables_root=str(tmp_path / "tables"), warehouse_path=str(tmp_path / "w.duckdb")
+        )
+    }
+    for day in ("2025-01-03", "2025-01-05"):
+        assert dg.materialize([counts], partition_key=day, resources=resources).success
+    result = dg.materialize(
+        [counts, as_one_scan, as_one_scan_per_partition],
+        selection=[as_one_scan, as_one_scan_per_partition],
+        partition_key="2025-01-05",
+        resources=resources,
+    )
+    assert result.success
