@@ -57,6 +57,13 @@ def test_whole_graph_runs_and_rerun_is_idempotent(small_project, tmp_path):
         assert (cfg.paths.reports / "evaluation_report.html").exists()
         materialized = instance.get_materialized_partitions(dg.AssetKey("predictions"))
         assert len(materialized) == forecast_days
+        # The cost of a partition is in the UI: the range step's time, per partition too,
+        # and its peak memory.
+        cost = instance.fetch_materializations(dg.AssetKey("predictions"), limit=1).records[0]
+        cost = {k: v.value for k, v in cost.asset_materialization.metadata.items()}
+        assert cost["partitions_in_step"] == forecast_days
+        assert 0 < cost["duration_per_partition_s"] <= cost["duration_s"]
+        assert cost["peak_rss_mb"] > 50
 
         run_pipeline(cfg, instance)
         assert _predictions_digest(cfg) == (count, digest)

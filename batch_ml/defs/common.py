@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import resource
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 
@@ -44,18 +46,45 @@ class BuildContext:
         return BuildContext(cfg, Partitioning.from_config(cfg), sources(cfg.features))
 
 
-def _peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+_PROC = Path("/proc/self")
+
+
+def reset_peak_rss() -> bool:
+    """Reset the process's peak RSS to its current RSS (Linux); False where it cannot."""
+    try:
+        (_PROC / "clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """Peak RSS since the last `reset_peak_rss` (Linux), else since the process started."""
+    try:
+        status = (_PROC / "status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
+    except (OSError, AttributeError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 @contextmanager
-def measured() -> Iterator[dict]:
-    """Wall time and the process's peak RSS, as metadata for the cost of a partition."""
+def measured(partitions: int = 1) -> Iterator[dict]:
+    """Wall time and peak RSS of a step, as metadata for the cost of its partitions.
+
+    The peak is the step's own on Linux (the process's peak is reset when the step starts;
+    a run executes its steps one after another); elsewhere it is the process's peak so far.
+    A step over a range of partitions also records its time per partition.
+    """
     cost: dict = {}
+    own_peak = reset_peak_rss()
     start = time.perf_counter()
     try:
         yield cost
     finally:
         cost["duration_s"] = round(time.perf_counter() - start, 3)
-        cost["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+        if partitions > 1:
+            cost["partitions_in_step"] = partitions
+            cost["duration_per_partition_s"] = round(cost["duration_s"] / partitions, 4)
+        cost["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        cost["peak_rss_scope"] = "step" if own_peak else "process"

@@ -64,7 +64,7 @@ def build(b: BuildContext) -> list:
         products: pl.LazyFrame,
     ):
         days = partition_dates(context)
-        with measured() as cost:
+        with measured(len(days)) as cost:
             baselines = demand_features.select(*keys, *BASELINE_COLUMNS.values())
             forecasts = (
                 predictions.join(baselines, on=keys, how="inner")

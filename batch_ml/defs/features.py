@@ -47,7 +47,7 @@ def build(b: BuildContext) -> list:
         stores: pl.LazyFrame,
     ):
         days = partition_dates(context)
-        with measured() as cost:
+        with measured(len(context.partition_keys)) as cost:
             frame = build_features(
                 sales,
                 days[0],

@@ -51,7 +51,7 @@ def build(b: BuildContext) -> list:
         sales: pl.LazyFrame,
     ):
         rows = []
-        with measured() as cost:
+        with measured(len(context.partition_keys)) as cost:
             for week in partition_dates(context):
                 start = week - dt.timedelta(weeks=fc.training_weeks)
                 examples = training_examples(

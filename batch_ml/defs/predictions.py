@@ -79,7 +79,7 @@ def build(b: BuildContext) -> list:
         overrides = read_overrides(tables)
         boosters: dict[str, object] = {}
         frames = []
-        with measured() as cost:
+        with measured(len(context.partition_keys)) as cost:
             for day in partition_dates(context):
                 version = _champion_for(gate, overrides, day)
                 features = demand_features[day.isoformat()].collect()
@@ -154,7 +154,7 @@ def build(b: BuildContext) -> list:
     ):
         frames = []
         series_days = []
-        with measured() as cost:
+        with measured(len(context.partition_keys)) as cost:
             for day in partition_dates(context):
                 todays = predictions[day.isoformat()].collect()
                 series_days.append(todays.select(SERIES_KEYS).n_unique())

@@ -228,7 +228,7 @@ def build(b: BuildContext) -> list:
         decided_until = last["model_week"] if last else None
         boosters: dict = {}
         rows = []
-        with measured() as cost:
+        with measured(len(context.partition_keys)) as cost:
             for week in weeks:
                 state = apply_overrides(state, overrides, after=decided_until, upto=week)
                 challenger = registry.filter(pl.col("model_week") == week).row(0, named=True)

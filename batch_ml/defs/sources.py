@@ -163,7 +163,7 @@ def build(b: BuildContext) -> list:
         ),
     )
     def sales(context: dg.AssetExecutionContext, landing: LandingZone, tables: TableStore):
-        with measured() as cost:
+        with measured(len(context.partition_keys)) as cost:
             days = partition_dates(context)
             ingested = ingest_files(context, landing, tables, src["sales"], days, policy)
             if ingested.missing:
@@ -212,7 +212,7 @@ def build(b: BuildContext) -> list:
         ),
     )
     def plans(context: dg.AssetExecutionContext, landing: LandingZone, tables: TableStore):
-        with measured() as cost:
+        with measured(len(context.partition_keys)) as cost:
             days = partition_dates(context)
             ingested = ingest_files(context, landing, tables, src["plans"], days, policy, horizon)
             published = [d for d in days if d not in ingested.missing]
