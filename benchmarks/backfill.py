@@ -1,6 +1,7 @@
 """Benchmark: a full-graph backfill through the real daemon, batched vs one run per partition.
 
-The demo project (`batch_ml_tests.conftest.write_config`: 2 stores x 10 items, `--days` daily
+The demo project (`batch_ml_tests.conftest.write_config`: `--stores` x `--items` series (default
+2 x 10), `--days` daily
 partitions from 2025-01-01, horizon 7, 4 training weeks) with its landing files. Three parts,
 each on a fresh data root and a fresh DAGSTER_HOME (a copy of the repository's dagster.yaml:
 queued runs, at most 2 at a time):
@@ -66,7 +67,7 @@ import dagster as dg
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "backfill.json"
 START = dt.date(2025, 1, 1)
-N_STORES, N_ITEMS = 2, 10
+N_STORES, N_ITEMS = 2, 10  # defaults of --stores / --items
 ASSETS = (
     "calendar",
     "products",
@@ -327,7 +328,9 @@ def git(*args: str) -> str:
     return out.stdout.strip()
 
 
-def new_project(folder: Path, days: int) -> tuple[Path, object, Path]:
+def new_project(
+    folder: Path, days: int, stores: int = N_STORES, items: int = N_ITEMS
+) -> tuple[Path, object, Path]:
     """A demo project config in `folder` with its landing files, and a fresh DAGSTER_HOME."""
     from batch_ml.config import load_config
     from batch_ml.demo.simulator import spec_from_config, write_landing
@@ -335,7 +338,7 @@ def new_project(folder: Path, days: int) -> tuple[Path, object, Path]:
     from batch_ml_tests.daemon_services import dagster_home
 
     folder.mkdir(parents=True)
-    config = write_config(folder, start=START, days=days, n_stores=N_STORES, n_items=N_ITEMS)
+    config = write_config(folder, start=START, days=days, n_stores=stores, n_items=items)
     cfg = load_config(config)
     write_landing(spec_from_config(cfg), cfg.paths.landing)
     return config, cfg, dagster_home(folder / "dagster_home")
@@ -1005,6 +1008,8 @@ def main(argv: list[str] | None = None) -> int:
         help="with --skip-batched: add this per-partition arm to that report (a backfill.json "
         "of a full run with the same --days) and regenerate its .md",
     )
+    parser.add_argument("--stores", type=int, default=N_STORES)
+    parser.add_argument("--items", type=int, default=N_ITEMS, help="series = stores x items")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per backfill")
     parser.add_argument(
         "--out",
@@ -1036,7 +1041,8 @@ def main(argv: list[str] | None = None) -> int:
     command = (
         f"python -m benchmarks.backfill --days {args.days} "
         f"--per-partition-days {args.per_partition_days} "
-        f"--per-partition-executor {args.per_partition_executor}"
+        f"--per-partition-executor {args.per_partition_executor} "
+        f"--stores {args.stores} --items {args.items}"
         + (" --skip-batched" if args.skip_batched else "")
     )
     machine = {
@@ -1055,7 +1061,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"temporary folder {tmp}; load average {machine['loadavg_at_start']}")
 
     # 1. Compute floor (fresh root F); its root then serves the per-partition window.
-    floor_config, floor_cfg, floor_home = new_project(tmp / "floor", args.days)
+    floor_config, floor_cfg, floor_home = new_project(tmp / "floor", args.days, args.stores, args.items)
     full_counts = partition_counts(floor_cfg)
     log(f"graph partitions: {full_counts}")
     t0 = time.perf_counter()
@@ -1072,7 +1078,7 @@ def main(argv: list[str] | None = None) -> int:
     # 2. Batched: the project's code location, one backfill of everything.
     batched = None
     if not args.skip_batched:
-        batched_config, _, batched_home = new_project(tmp / "batched", args.days)
+        batched_config, _, batched_home = new_project(tmp / "batched", args.days, args.stores, args.items)
         batched = run_backfill(
             "batched",
             tmp / "batched",
@@ -1113,8 +1119,8 @@ def main(argv: list[str] | None = None) -> int:
         "params": {
             "days": args.days,
             "start": START.isoformat(),
-            "stores": N_STORES,
-            "items": N_ITEMS,
+            "stores": args.stores,
+            "items": args.items,
             "horizon": floor_cfg.forecast.horizon,
             "first_model_week": floor_cfg.first_model_week.isoformat(),
             "full": full_counts,
