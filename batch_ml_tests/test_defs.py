@@ -100,3 +100,13 @@ def test_weekly_model_partitions_cover_exactly_the_forecast_days():
     days = [dt.date.fromisoformat(k) for k in parts.forecast_daily.get_partition_keys()]
     weeks = {dt.date.fromisoformat(k) for k in parts.weekly.get_partition_keys()}
     assert weeks == {d - dt.timedelta(days=d.weekday()) for d in days}
+
+
+def test_without_an_end_date_the_running_week_has_its_model_partition(tmp_path):
+    """Live operation: yesterday's forecast needs the model of yesterday's week today."""
+    config = (REPO / "batch_ml.toml").read_text().replace('end_date = "2026-01-01"', "")
+    (tmp_path / "batch_ml.toml").write_text(config)
+    parts = Partitioning.from_config(load_config(tmp_path / "batch_ml.toml"))
+    last_day = dt.date.fromisoformat(parts.forecast_daily.get_last_partition_key())
+    week = last_day - dt.timedelta(days=last_day.weekday())
+    assert week.isoformat() in parts.weekly.get_partition_keys()

@@ -46,11 +46,14 @@ class Partitioning:
                 start_date=cfg.start_date.isoformat(), end_date=end, timezone=tz
             ),
             # Mondays; the last week is the one holding the last day, so every forecast day has
-            # a model and no week is left that nothing needs.
+            # a model and no week is left that nothing needs. A week's model learns only from
+            # data before the week, so the running week exists (end_offset=1): without an end
+            # date, Dagster would create it only once the week is over.
             weekly=dg.WeeklyPartitionsDefinition(
                 start_date=first_week.isoformat(),
                 day_offset=1,
                 timezone=tz,
+                end_offset=1,
                 end_date=_next_monday(cfg.end_date).isoformat() if cfg.end_date else None,
             ),
             forecast_daily=dg.DailyPartitionsDefinition(
