@@ -1,0 +1,959 @@
+"""Benchmark suite (`make bench`): speed, memory and scale of batch_ml, in one run.
+
+Sections (`--sections`, all by default), results in benchmarks/results/bench.json and
+bench.md, and the summary table in README.md between the `bench:` markers:
+
+- **scale** (per `--scales`, default 1k = 20 stores x 50 items and 30k = 100 x 300 series):
+  generated data (the demo simulator, 3 years + 1 day; the new day D is a Monday), then
+  - *daily incremental run*: D's landing files -> sales, plans -> demand_features ->
+    predictions, prediction_drift -> forecast_accuracy, through Dagster (ingest_job,
+    forecast_job, evaluation_job on D, executed in-process on the scale's DAGSTER_HOME, as a
+    run worker executes them once started) and as its compute floor (the same pure functions
+    and storage calls, no Dagster) - each repeat in a fresh process, both kinds alternating;
+  - *peak memory* of each stage of both, with 3 and then 1 year of sales history in storage
+    (the sales partitions older than a year are deleted in between; the rest is identical);
+  - *throughput* of the pure feature, training and inference code (rows/s).
+  Set-up (untimed, recorded): sales history and the plans of the last weeks are written to
+  storage directly, as ingestion writes them; then through Dagster the reference data, the
+  features of the 4 weeks before D, D's weekly model and its gate, and the 14 days of
+  predictions before D (the forecasts D's evaluation scores).
+- **storage**: partition write/read throughput (benchmarks.storage_io, smaller defaults).
+- **backfill**: the full graph over 365 days through the real daemon, batched vs one run per
+  partition (benchmarks.backfill at 1k series; the per-partition arm on fewer days,
+  extrapolated).
+
+Every figure is the median of `--repeats` runs with min and max. Run one section:
+`.venv/bin/python -m benchmarks.suite --sections scale --scales 1k` (results of the other
+sections are kept from the previous bench.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+DEFAULT_OUT = RESULTS / "bench.json"
+README = REPO / "README.md"
+SCALES = {"1k": (20, 50), "30k": (100, 300), "smoke": (2, 10)}  # smoke: tests only
+DEFAULT_SCALES = ("1k", "30k")
+NEW_DAY = dt.date(2026, 11, 30)  # a Monday: D's week gets its model in the set-up
+HISTORY_DAYS = 3 * 365
+HORIZON = 14
+TRAINING_WEEKS = 4  # more than the 14 validation days; the demo uses 8
+# The set-up trains the models of the 3 weeks the forecasts of D-14 .. D come from; the first
+# of them learns from 4 weeks of features before it, its gate backtests on them.
+MODEL_WEEKS = 3
+FEATURE_DAYS = 7 * (TRAINING_WEEKS + MODEL_WEEKS - 1)
+STAGES = {
+    "ingest_job": ("sales", "plans", "demand_features"),
+    "forecast_job": ("predictions", "prediction_drift"),
+    "evaluation_job": ("forecast_accuracy",),
+}
+PACKAGES = ("dagster", "dagster-webserver", "polars", "duckdb", "lightgbm", "numpy", "pyarrow")
+
+CONFIG = """# batch_ml benchmark project ({stores} stores x {items} items)
+[data]
+root = "data"
+
+[calendar]
+start_date = "{start}"
+end_date = "{end}"
+timezone = "UTC"
+
+[forecast]
+horizon = {horizon}
+lookback_days = 56
+training_weeks = {training_weeks}
+min_history_days = 84
+seed = 42
+num_threads = 2
+
+[features]
+known_in_advance = ["price", "on_promo", "is_open"]
+calendar = ["is_holiday"]
+product_attributes = ["category", "base_price"]
+store_attributes = ["region", "store_size"]
+
+[ingest]
+quarantine = ["duplicate_row", "negative", "not_finite"]
+max_quarantined_fraction = 0.01
+
+[demo]
+stores = {stores}
+items = {items}
+start_date = "{start}"
+days = {days}
+seed = 7
+"""
+
+
+def log(text: str) -> None:
+    sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
+    sys.stderr.flush()
+
+
+def spread(values: list[float], digits: int = 3) -> dict:
+    """Median, min and max of repeated measurements (and the values themselves)."""
+    return {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+        "values": [round(v, digits) for v in values],
+    }
+
+
+# -- set-up ------------------------------------------------------------------------------------
+
+
+def write_project(folder: Path, stores: int, items: int) -> Path:
+    start = NEW_DAY - dt.timedelta(days=HISTORY_DAYS)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "batch_ml.toml"
+    path.write_text(
+        CONFIG.format(
+            stores=stores,
+            items=items,
+            start=start,
+            end=NEW_DAY + dt.timedelta(days=1),
+            days=HISTORY_DAYS + 1,
+            horizon=HORIZON,
+            training_weeks=TRAINING_WEEKS,
+        )
+    )
+    return path
+
+
+def _landing(frames: dict, cfg, day: dt.date) -> None:
+    """D's sales and plans files and the static files, as the retailer delivers them."""
+    root = cfg.paths.landing
+    for name in ("sales", "plans", "calendar", "products", "stores"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+    import polars as pl
+
+    frames["sales"].filter(pl.col("date") == day).write_csv(
+        root / "sales" / f"sales_{day.isoformat()}.csv"
+    )
+    _plans_of(frames["plans"], day).write_parquet(
+        root / "plans" / f"plans_{day.isoformat()}.parquet"
+    )
+    frames["calendar"].write_parquet(root / "calendar" / "calendar.parquet")
+    for name in ("products", "stores"):
+        records = frames[name].with_columns(pl.col(pl.Date).cast(pl.String)).to_dicts()
+        (root / name / f"{name}.json").write_text(json.dumps(records))
+
+
+def _plans_of(plans, day: dt.date):
+    import polars as pl
+
+    return plans.filter(
+        pl.col("date") > day, pl.col("date") <= day + dt.timedelta(days=HORIZON)
+    ).sort("date", "store_id", "item_id")
+
+
+def write_history(frames: dict, cfg) -> dict:
+    """Sales of every day before D and plans of the feature window, stored as ingestion
+    stores them (the contract's types, one partition a day), without the landing files."""
+    import polars as pl
+
+    from batch_ml.defs.resources import TableStore
+    from batch_ml.ingest.contract import load_landing_file, sources
+
+    src = sources(cfg.features)
+    day = NEW_DAY
+    # The schema ingestion gives these rows: read D's own files through the contract.
+    sales_schema = load_landing_file(
+        cfg.paths.landing / "sales" / f"sales_{day}.csv", src["sales"], day
+    ).rows.schema
+    plans_schema = load_landing_file(
+        cfg.paths.landing / "plans" / f"plans_{day}.parquet", src["plans"], day, HORIZON
+    ).rows.schema
+    store = TableStore(tables_root=str(cfg.paths.tables), warehouse_path=str(cfg.paths.warehouse))
+    sales = frames["sales"].filter(pl.col("date") < day).select(sales_schema.names())
+    sales = sales.cast(dict(sales_schema))
+    by_day = sales.partition_by("date", as_dict=True, maintain_order=True)
+    store.write("sales", {d.isoformat(): f for (d,), f in sorted(by_day.items())})
+    plan_days = [day - dt.timedelta(days=k) for k in range(FEATURE_DAYS, 0, -1)]
+    plans = {
+        d.isoformat(): _plans_of(frames["plans"], d)
+        .select(plans_schema.names())
+        .cast(dict(plans_schema))
+        .with_columns(plan_date=pl.lit(d))
+        for d in plan_days
+    }
+    store.write("plans", plans)
+    return {"sales_days": len(by_day), "sales_rows": sales.height, "plans_days": len(plans)}
+
+
+def set_up(folder: Path, stores: int, items: int) -> dict:
+    """A project at this scale with its history, a model for D's week and the forecasts D's
+    evaluation needs."""
+    import dagster as dg
+
+    from batch_ml.cli import QUIET_LOGS, ensure_dagster_home
+    from batch_ml.config import load_config
+    from batch_ml.definitions import build_definitions
+    from batch_ml.defs.partitions import RANGE_END, RANGE_START
+    from batch_ml.demo.simulator import simulate, spec_from_config
+
+    cfg = load_config(write_project(folder, stores, items))
+    shutil.copyfile(REPO / "dagster.yaml", folder / "dagster.yaml")
+    ensure_dagster_home(folder)  # $DAGSTER_HOME, with the repository's dagster.yaml
+    timings = {}
+    started = time.perf_counter()
+    frames = simulate(spec_from_config(cfg))
+    timings["simulate"] = time.perf_counter() - started
+    started = time.perf_counter()
+    _landing(frames, cfg, NEW_DAY)
+    history = write_history(frames, cfg)
+    timings["write_history"] = time.perf_counter() - started
+    del frames
+
+    defs = dg.Definitions.merge(
+        build_definitions(cfg),
+        dg.Definitions(
+            jobs=[dg.define_asset_job("bench_features_job", selection=["demand_features"])]
+        ),
+    )
+    day = NEW_DAY
+    stages = [
+        ("reference_data_job", None),
+        ("bench_features_job", (day - dt.timedelta(days=FEATURE_DAYS), day - dt.timedelta(days=1))),
+        ("training_job", (day - dt.timedelta(weeks=MODEL_WEEKS - 1), day)),
+        ("forecast_job", (day - dt.timedelta(days=HORIZON), day - dt.timedelta(days=1))),
+    ]
+    with dg.DagsterInstance.get() as instance:
+        for job, window in stages:
+            tags = (
+                {} if window is None else {RANGE_START: str(window[0]), RANGE_END: str(window[1])}
+            )
+            started = time.perf_counter()
+            defs.resolve_job_def(job).execute_in_process(
+                instance=instance, tags=tags, run_config=QUIET_LOGS
+            )
+            timings[job] = time.perf_counter() - started
+            log(f"  set-up {job} {window or ''}: {timings[job]:.1f} s")
+    return {
+        "history": history,
+        "seconds": {k: round(v, 2) for k, v in timings.items()},
+    }
+
+
+def trim_history(cfg, keep_days: int) -> int:
+    """Delete the sales partitions older than `keep_days` before D; return how many."""
+    from batch_ml.storage.tables import PartitionedTable
+
+    table = PartitionedTable(cfg.paths.tables, "sales")
+    oldest = NEW_DAY - dt.timedelta(days=keep_days)
+    old = [k for k in table.partitions() if dt.date.fromisoformat(k) < oldest]
+    for key in old:
+        table.path(key).unlink()
+    return len(old)
+
+
+# -- one daily run, in its own process -------------------------------------------------------
+
+
+def daily_dagster(cfg) -> dict:
+    """D through the project's jobs on the scale's instance: time and peak RSS per stage,
+    and each asset's own cost metadata."""
+    import dagster as dg
+
+    from batch_ml.cli import QUIET_LOGS
+    from batch_ml.definitions import build_definitions
+    from batch_ml.defs.common import peak_rss_mb, reset_peak_rss
+
+    defs = build_definitions(cfg)
+    stages, assets = {}, {}
+    with dg.DagsterInstance.get() as instance:
+        for job in STAGES:
+            reset_peak_rss()
+            started = time.perf_counter()
+            result = defs.resolve_job_def(job).execute_in_process(
+                instance=instance, partition_key=NEW_DAY.isoformat(), run_config=QUIET_LOGS
+            )
+            stages[job] = {
+                "seconds": time.perf_counter() - started,
+                "peak_rss_mb": peak_rss_mb(),
+            }
+            for event in result.get_asset_materialization_events():
+                md = event.materialization.metadata
+                assets[event.asset_key.to_user_string()] = {
+                    "seconds": md["duration_s"].value,
+                    "peak_rss_mb": md["peak_rss_mb"].value,
+                }
+    return {"stages": stages, "assets": assets}
+
+
+def daily_floor(cfg) -> dict:
+    """The same day with the same pure functions and storage calls, no Dagster."""
+    import polars as pl
+
+    from batch_ml.defs.common import peak_rss_mb, reset_peak_rss
+    from batch_ml.defs.predictions import DRIFT_SCHEMA, KEYS, _champion_for
+    from batch_ml.defs.promotion import read_overrides
+    from batch_ml.defs.resources import ModelStore, TableStore
+    from batch_ml.ingest.contract import QuarantinePolicy, load_landing_file, sources
+    from batch_ml.ingest.records import (
+        LOG_TABLE,
+        QUARANTINE_TABLE,
+        FileFacts,
+        log_row,
+        quarantine_rows,
+    )
+    from batch_ml.ml.drift import PREDICTION, psi_table
+    from batch_ml.ml.features import BASELINE_COLUMNS, SERIES_KEYS, build_features
+    from batch_ml.ml.metrics import evaluate_forecasts
+    from batch_ml.ml.training import load_booster, predict
+    from batch_ml.storage.tables import UNPARTITIONED
+
+    day, key = NEW_DAY, NEW_DAY.isoformat()
+    f, fc = cfg.features, cfg.forecast
+    src = sources(f)
+    tables = TableStore(tables_root=str(cfg.paths.tables), warehouse_path=str(cfg.paths.warehouse))
+    models = ModelStore(root=str(cfg.paths.models))
+    policy = QuarantinePolicy(frozenset(cfg.ingest.quarantine), cfg.ingest.max_quarantined_fraction)
+    stages, steps = {}, {}
+
+    def scan(name: str, keys: list[str]) -> pl.LazyFrame:
+        return tables.table(name).scan(keys)
+
+    def days_before(n: int) -> list[str]:
+        return [(day - dt.timedelta(days=k)).isoformat() for k in range(n, 0, -1)]
+
+    def ingest(name: str, horizon: int | None) -> pl.DataFrame:
+        path = cfg.paths.landing / name / src[name].file_name(day)
+        content = path.read_bytes()
+        facts = FileFacts.of(name, path, cfg.paths.landing, content, day)
+        loaded = load_landing_file(path, src[name], day, horizon, policy, content=content)
+        now = dt.datetime.now(dt.UTC)
+        tables.write(LOG_TABLE, {facts.log_key: log_row(facts, loaded, None, "floor", now)})
+        tables.write(
+            QUARANTINE_TABLE, {facts.partition_key: quarantine_rows(facts, loaded, "floor", now)}
+        )
+        return loaded.rows
+
+    def stage(job: str):
+        def wrap(body):
+            reset_peak_rss()
+            started = time.perf_counter()
+            body()
+            stages[job] = {"seconds": time.perf_counter() - started, "peak_rss_mb": peak_rss_mb()}
+
+        return wrap
+
+    @stage("ingest_job")
+    def _ingest():
+        tables.write("sales", {key: ingest("sales", None)})
+        tables.write("plans", {key: ingest("plans", HORIZON).with_columns(plan_date=pl.lit(day))})
+        started = time.perf_counter()
+        frame = build_features(
+            scan("sales", [*days_before(fc.lookback_days - 1), key]),
+            day,
+            day,
+            fc.horizon,
+            fc.lookback_days,
+            plans=scan("plans", [key]),
+            calendar=scan("calendar", [UNPARTITIONED]),
+            products=scan("products", [UNPARTITIONED]).collect(),
+            stores=scan("stores", [UNPARTITIONED]).collect(),
+            known_in_advance=f.known_in_advance,
+            calendar_columns=f.calendar,
+            product_attributes=f.product_attributes,
+            store_attributes=f.store_attributes,
+        ).collect()
+        steps["features"] = {"seconds": time.perf_counter() - started, "rows": frame.height}
+        tables.write("demand_features", {key: frame})
+
+    @stage("forecast_job")
+    def _forecast():
+        gate = scan("model_promotion", [(day - dt.timedelta(days=day.weekday())).isoformat()])
+        version = _champion_for(gate.collect(), read_overrides(tables), day)
+        features = scan("demand_features", [key]).collect()
+        started = time.perf_counter()
+        frame = predict(load_booster(models.load(version)), features, version)
+        steps["inference"] = {"seconds": time.perf_counter() - started, "rows": frame.height}
+        tables.write("predictions", {key: frame})
+        reference = models.load_card(version)["profile"]
+        joined = scan("demand_features", [key]).join(
+            frame.lazy().select(*KEYS, PREDICTION), on=KEYS, how="inner"
+        )
+        drift = psi_table(joined.collect(), reference).with_columns(
+            forecast_date=pl.lit(day), model_version=pl.lit(version)
+        )
+        tables.write("prediction_drift", {key: drift.select(DRIFT_SCHEMA.keys())})
+
+    @stage("evaluation_job")
+    def _evaluate():
+        origins = days_before(fc.horizon)
+        keys = ["forecast_date", "target_date", *SERIES_KEYS]
+        baselines = scan("demand_features", origins).select(*keys, *BASELINE_COLUMNS.values())
+        products = scan("products", [UNPARTITIONED])
+        categories = products.select("item_id", pl.col("category").cast(pl.String)).unique(
+            "item_id"
+        )
+        forecasts = (
+            scan("predictions", origins)
+            .join(baselines, on=keys, how="inner")
+            .filter(pl.col("target_date") == day)
+            .join(categories, on="item_id", how="left")
+        )
+        frame = evaluate_forecasts(forecasts, scan("sales", [key]), groups=("store_id", "category"))
+        tables.write("forecast_accuracy", {key: frame})
+
+    return {"stages": stages, "steps": steps}
+
+
+def daily_child(config: str, mode: str) -> int:
+    from batch_ml.config import load_config
+
+    cfg = load_config(config)
+    result = daily_dagster(cfg) if mode == "dagster" else daily_floor(cfg)
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+def run_child(*args: str, env: dict | None = None) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.suite", *args],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode:
+        raise RuntimeError(f"benchmarks.suite {' '.join(args)} failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure_daily(config: Path, repeats: int) -> dict:
+    """`repeats` daily runs through Dagster and as the floor, alternating, a process each."""
+    runs: dict[str, list[dict]] = {"dagster": [], "floor": []}
+    for r in range(repeats):
+        for mode in ("dagster", "floor") if r % 2 == 0 else ("floor", "dagster"):
+            runs[mode].append(run_child("_daily", str(config), mode))
+    summary = {}
+    for mode, results in runs.items():
+        totals = [sum(s["seconds"] for s in res["stages"].values()) for res in results]
+        summary[mode] = {
+            "seconds": spread(totals),
+            "stages": {
+                job: {
+                    "seconds": spread([res["stages"][job]["seconds"] for res in results]),
+                    "peak_rss_mb": spread(
+                        [res["stages"][job]["peak_rss_mb"] for res in results], 1
+                    ),
+                }
+                for job in STAGES
+            },
+            "peak_rss_mb": spread(
+                [max(s["peak_rss_mb"] for s in res["stages"].values()) for res in results], 1
+            ),
+        }
+        if mode == "dagster":
+            summary[mode]["assets"] = {
+                asset: {
+                    "seconds": spread([res["assets"][asset]["seconds"] for res in results]),
+                    "peak_rss_mb": spread(
+                        [res["assets"][asset]["peak_rss_mb"] for res in results], 1
+                    ),
+                }
+                for asset in results[0]["assets"]
+            }
+        else:
+            summary[mode]["steps"] = {
+                step: {
+                    "seconds": spread([res["steps"][step]["seconds"] for res in results]),
+                    "rows": results[0]["steps"][step]["rows"],
+                    "rows_per_s": spread(
+                        [
+                            res["steps"][step]["rows"] / res["steps"][step]["seconds"]
+                            for res in results
+                        ],
+                        0,
+                    ),
+                }
+                for step in results[0]["steps"]
+            }
+    summary["ratio_dagster_over_floor"] = round(
+        summary["dagster"]["seconds"]["median"] / summary["floor"]["seconds"]["median"], 3
+    )
+    return summary
+
+
+# -- throughput of the pure code -------------------------------------------------------------
+
+
+def throughput_child(config: str, repeats: int) -> int:
+    """Features over one origin and over FEATURE_DAYS origins, training D's model, inference."""
+    import polars as pl
+
+    from batch_ml.config import load_config
+    from batch_ml.defs.resources import TableStore
+    from batch_ml.ml.features import build_features
+    from batch_ml.ml.training import predict, train_model, training_examples
+    from batch_ml.storage.tables import UNPARTITIONED
+
+    cfg = load_config(config)
+    fc, f = cfg.forecast, cfg.features
+    tables = TableStore(tables_root=str(cfg.paths.tables), warehouse_path=str(cfg.paths.warehouse))
+    day = NEW_DAY
+    sales = tables.table("sales").scan().collect().lazy()  # in memory: compute, not I/O
+    plans = tables.table("plans").scan().collect().lazy()
+    static = {n: tables.table(n).read([UNPARTITIONED]) for n in ("calendar", "products", "stores")}
+
+    def features(first: dt.date, last: dt.date) -> pl.DataFrame:
+        return build_features(
+            sales,
+            first,
+            last,
+            fc.horizon,
+            fc.lookback_days,
+            plans=plans,
+            calendar=static["calendar"].lazy(),
+            products=static["products"],
+            stores=static["stores"],
+            known_in_advance=f.known_in_advance,
+            calendar_columns=f.calendar,
+            product_attributes=f.product_attributes,
+            store_attributes=f.store_attributes,
+        ).collect()
+
+    def timed(fn) -> tuple[float, object]:
+        started = time.perf_counter()
+        value = fn()
+        return time.perf_counter() - started, value
+
+    result: dict = {}
+    first = day - dt.timedelta(days=FEATURE_DAYS)
+    for name, (lo, hi) in {
+        "features_1_day": (day, day),
+        f"features_{FEATURE_DAYS}_days": (first, day - dt.timedelta(days=1)),
+    }.items():
+        times, frame = [], None
+        for _ in range(repeats):
+            seconds, frame = timed(lambda lo=lo, hi=hi: features(lo, hi))
+            times.append(seconds)
+        result[name] = {"seconds": times, "rows": frame.height}
+    window = features(day - dt.timedelta(weeks=fc.training_weeks), day - dt.timedelta(days=1))
+    examples = training_examples(window.lazy(), sales, cutoff=day).collect()
+    times, model = [], None
+    for _ in range(repeats):
+        seconds, model = timed(lambda: train_model(examples, fc.seed, fc.num_threads))
+        times.append(seconds)
+    result["training"] = {
+        "seconds": times,
+        "rows": model.train_rows + model.valid_rows,
+        "train_rows": model.train_rows,
+        "best_iteration": model.best_iteration,
+        "versions": 1,
+    }
+    todays = features(day, day)
+    times = []
+    for _ in range(repeats):
+        seconds, _ = timed(lambda: predict(model.booster, todays, model.version))
+        times.append(seconds)
+    result["inference"] = {"seconds": times, "rows": todays.height}
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+def summarize_throughput(raw: dict) -> dict:
+    return {
+        name: {
+            "seconds": spread(item["seconds"]),
+            "rows": item["rows"],
+            "rows_per_s": spread([item["rows"] / s for s in item["seconds"]], 0),
+            **{k: v for k, v in item.items() if k not in ("seconds", "rows")},
+        }
+        for name, item in raw.items()
+    }
+
+
+# -- sections --------------------------------------------------------------------------------
+
+
+def section_scale(name: str, repeats: int, tmp: Path) -> dict:
+    stores, items = SCALES[name]
+    folder = tmp / f"scale_{name}"
+    log(f"scale {name}: {stores} x {items} series, set-up")
+    env = {"DAGSTER_HOME": str(folder / "dagster_home")}
+    os.environ.update(env)
+    setup = set_up(folder, stores, items)
+    config = folder / "batch_ml.toml"
+    from batch_ml.config import load_config
+
+    cfg = load_config(config)
+    result = {"series": stores * items, "stores": stores, "items": items, "setup": setup}
+    log(f"scale {name}: daily runs with 3 years of history")
+    result["daily_3y"] = measure_daily(config, repeats)
+    log(f"scale {name}: throughput")
+    result["throughput"] = summarize_throughput(run_child("_throughput", str(config), str(repeats)))
+    removed = trim_history(cfg, 365)
+    log(f"scale {name}: daily runs with 1 year of history ({removed} older partitions removed)")
+    result["daily_1y"] = measure_daily(config, repeats)
+    peak_3y = result["daily_3y"]["dagster"]["peak_rss_mb"]["median"]
+    peak_1y = result["daily_1y"]["dagster"]["peak_rss_mb"]["median"]
+    result["memory_3y_over_1y"] = round(peak_3y / peak_1y, 3)
+    return result
+
+
+def section_storage(tmp: Path) -> dict:
+    from benchmarks import storage_io
+
+    out = RESULTS / "bench_storage_io.json"
+    storage_io.main(["--partitions", "40", "--rows", "30000", "--repeats", "3", "--out", str(out)])
+    report = json.loads(out.read_text())
+    io = report["results"]["io_calls"]
+    mine = "parquet_table (batch_ml)"
+    summary = {"result_file": out.name, "params": report["params"] | {"notes": None}}
+    for phase, arms in io.items():
+        if mine in arms:
+            arm = arms[mine]
+            summary[phase] = {
+                "seconds": {k: arm[f"{k}_s"] for k in ("median", "min", "max")},
+                "rows": arm.get("rows"),
+                "rows_per_s_median": arm.get("rows_per_s_median"),
+            }
+    return summary
+
+
+def section_backfill(per_partition_days: int) -> dict:
+    from benchmarks import backfill
+
+    stores, items = SCALES["1k"]
+    out = RESULTS / "bench_backfill.json"
+    backfill.main(
+        [
+            "--days",
+            "365",
+            "--per-partition-days",
+            str(per_partition_days),
+            "--stores",
+            str(stores),
+            "--items",
+            str(items),
+            "--out",
+            str(out),
+        ]
+    )
+    return backfill_summary(json.loads(out.read_text()), out.name)
+
+
+def backfill_summary(report: dict, name: str) -> dict:
+    """The headline figures of a benchmarks.backfill report (all of it is in `name`)."""
+    batched = report.get("batched") or {}
+    arms = report.get("per_partition") or {}
+    arm = arms.get("multiprocess") or next(iter(arms.values()), {})
+    measured = arm.get("measured") or {}
+    return {
+        "result_file": name,
+        "days": report["params"]["days"],
+        "series": report["params"]["stores"] * report["params"]["items"],
+        "succeeded": report.get("all_backfills_succeeded"),
+        "batched_wall_s": batched.get("wall_seconds"),
+        "batched_runs": batched.get("runs"),
+        "batched_waves": batched.get("submission_waves"),
+        "batched_run_startup_median_s": batched.get("median_run_startup_seconds"),
+        "batched_seconds_with_no_run_in_flight": batched.get("seconds_with_no_run_in_flight"),
+        "per_partition_executor": arm.get("executor"),
+        "per_partition_days": arm.get("per_partition_days"),
+        "per_partition_measured_wall_s": measured.get("wall_seconds"),
+        "per_partition_measured_runs": measured.get("runs"),
+        "per_partition_extrapolated_runs": (arm.get("extrapolated") or {}).get("runs"),
+        "per_partition_extrapolated_wall_s": (arm.get("extrapolated") or {}).get(
+            "wall_seconds_saturated_queue"
+        ),
+        "ratio": (arm.get("ratios") or {}).get("saturated_queue"),
+        "compute_floor_s": (report.get("compute_floor") or {}).get("seconds"),
+    }
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    git = subprocess.run(
+        ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "batch_ml", "benchmarks/suite.py"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "versions": versions,
+        "git": git + ("+dirty" if dirty else ""),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_daily":
+        return daily_child(argv[1], argv[2])
+    if argv and argv[0] == "_throughput":
+        return throughput_child(argv[1], int(argv[2]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=("scale", "storage", "backfill"),
+        default=["scale", "storage", "backfill"],
+    )
+    parser.add_argument("--scales", nargs="+", choices=list(SCALES), default=list(DEFAULT_SCALES))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--backfill-per-partition-days", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--keep", action="store_true", help="keep the generated data")
+    args = parser.parse_args(argv)
+
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    report = json.loads(args.out.read_text()) if args.out.exists() else {}
+    report.setdefault("sections", {})
+    started = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="batch_ml_bench_"))
+    try:
+        if "scale" in args.sections:
+            scales = report["sections"].setdefault("scale", {})
+            for name in args.scales:
+                scales[name] = {"machine": machine(), **section_scale(name, args.repeats, tmp)}
+                save(report, args.out)
+        if "storage" in args.sections:
+            report["sections"]["storage"] = {"machine": machine(), **section_storage(tmp)}
+            save(report, args.out)
+        if "backfill" in args.sections:
+            report["sections"]["backfill"] = {
+                "machine": machine(),
+                **section_backfill(args.backfill_per_partition_days),
+            }
+            save(report, args.out)
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if args.out == DEFAULT_OUT and update_readme(report):
+        log("README.md: benchmark table updated")
+    log(f"done in {time.perf_counter() - started:.0f} s: {args.out}")
+    return 0
+
+
+def _fmt(value, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float | int) and abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _mmm(stat: dict, digits: int = 2) -> str:
+    """median (min-max)"""
+    return (
+        f"{_fmt(stat['median'], digits)} ({_fmt(stat['min'], digits)}-{_fmt(stat['max'], digits)})"
+    )
+
+
+def _machine_line(m: dict) -> str:
+    v = m["versions"]
+    return (
+        f"{m['cpus']} CPUs, {m['memory_gib']} GiB, {m['platform']}, Python {m['python']}; "
+        + ", ".join(f"{k} {v[k]}" for k in v if v[k])
+        + f"; git {m['git']}; load average at start {m['loadavg_at_start']}"
+    )
+
+
+def summary_table(report: dict) -> str:
+    """The short table for the README: one line per figure the issue asks for."""
+    sections = report["sections"]
+    rows = ["| figure | result | target |", "|---|---|---|"]
+    for name, sc in sections.get("scale", {}).items():
+        series = f"{sc['series']:,} series"
+        for years in ("1y", "3y"):
+            d = sc[f"daily_{years}"]
+            target = "<= 1.3x" if name == "30k" else ""
+            met = " (met)" if d["ratio_dagster_over_floor"] <= 1.3 else " (missed)"
+            rows.append(
+                f"| daily incremental run, {series}, {years[0]} year(s) of history: through "
+                f"Dagster / compute floor | {_fmt(d['dagster']['seconds']['median'], 2)} s / "
+                f"{_fmt(d['floor']['seconds']['median'], 2)} s = "
+                f"**{d['ratio_dagster_over_floor']:.2f}x** | {target}{met if target else ''} |"
+            )
+        m1 = sc["daily_1y"]["dagster"]["peak_rss_mb"]["median"]
+        m3 = sc["daily_3y"]["dagster"]["peak_rss_mb"]["median"]
+        ok = "met" if abs(sc["memory_3y_over_1y"] - 1) <= 0.10 else "missed"
+        rows.append(
+            f"| peak RSS of the daily run, {series}: 3 years / 1 year of history | "
+            f"{m3:,.0f} MB / {m1:,.0f} MB = **{sc['memory_3y_over_1y']:.3f}** | within 10% ({ok}) |"
+        )
+        t = sc["throughput"]
+        feats = {k: v for k, v in t.items() if k.startswith("features_")}
+        rows.append(
+            f"| feature engineering, {series} | "
+            + ", ".join(
+                f"{k.removeprefix('features_').replace('_', ' ')}: "
+                f"{_fmt(v['rows_per_s']['median'])} rows/s ({v['rows']:,} rows)"
+                for k, v in feats.items()
+            )
+            + " | |"
+        )
+        tr, inf = t["training"], t["inference"]
+        rows.append(
+            f"| training, {series} | {_fmt(tr['seconds']['median'], 1)} s for {tr['rows']:,} "
+            f"examples ({_fmt(tr['rows_per_s']['median'])} rows/s, {tr['best_iteration']} "
+            "rounds) | |"
+        )
+        rows.append(
+            f"| inference, {series} | {_fmt(inf['rows_per_s']['median'])} rows/s "
+            f"({inf['rows']:,} rows in {_fmt(inf['seconds']['median'], 2)} s) | |"
+        )
+    st = sections.get("storage")
+    if st:
+        for phase in ("write", "read_all_collect", "read_lookback_sum"):
+            if phase in st:
+                params, res = st["params"], st[phase]
+                rows.append(
+                    f"| storage {phase.replace('_', ' ')}, {params['partitions']} partitions x "
+                    f"{params['rows']:,} rows | {_fmt(res['rows_per_s_median'])} rows/s "
+                    f"({_fmt(res['seconds']['median'], 2)} s) | |"
+                )
+    bf = sections.get("backfill")
+    if bf:
+        rows.append(
+            f"| full-graph backfill, {bf['days']} days, {bf['series']:,} series, through the "
+            f"daemon | batched {_fmt(bf['batched_wall_s'])} s ({bf['batched_runs']} runs); "
+            f"one run per partition ({bf['per_partition_executor']} executor) measured on "
+            f"{bf['per_partition_days']} days, **extrapolated** to "
+            f"{bf['per_partition_extrapolated_runs']:,} runs: "
+            f"{_fmt(bf['per_partition_extrapolated_wall_s'])} s; **{_fmt(bf['ratio'], 1)}x** | "
+            f">= 20x ({'met' if (bf['ratio'] or 0) >= 20 else 'missed'}); <= 120 s "
+            f"({'met' if (bf['batched_wall_s'] or 1e9) <= 120 else 'missed'}) |"
+        )
+    return "\n".join(rows)
+
+
+def markdown(report: dict) -> str:
+    sections = report["sections"]
+    lines = [
+        "# batch_ml benchmark suite",
+        "",
+        f"`make bench` (python -m benchmarks.suite), last written {report['created_utc']}. "
+        "Each figure: median (min-max) of the repeats. Machine of each section below.",
+        "",
+        summary_table(report),
+        "",
+    ]
+    for sc in sections.get("scale", {}).values():
+        lines += [
+            f"## {sc['series']:,} series ({sc['stores']} stores x {sc['items']} items)",
+            "",
+            f"Machine: {_machine_line(sc['machine'])}.",
+            "",
+            f"Set-up (untimed): {sc['setup']['history']}; seconds {sc['setup']['seconds']}.",
+            "",
+            "| daily run | history | stage | through Dagster (s) | floor (s) | "
+            "peak RSS Dagster (MB) | peak RSS floor (MB) |",
+            "|---|---|---|---:|---:|---:|---:|",
+        ]
+        for years in ("3y", "1y"):
+            d = sc[f"daily_{years}"]
+            for job in STAGES:
+                dj, fj = d["dagster"]["stages"][job], d["floor"]["stages"][job]
+                lines.append(
+                    f"| | {years} | {job} | {_mmm(dj['seconds'])} | {_mmm(fj['seconds'])} | "
+                    f"{_mmm(dj['peak_rss_mb'], 0)} | {_mmm(fj['peak_rss_mb'], 0)} |"
+                )
+            lines.append(
+                f"| **total** | {years} | | **{_mmm(d['dagster']['seconds'])}** | "
+                f"**{_mmm(d['floor']['seconds'])}** | {_mmm(d['dagster']['peak_rss_mb'], 0)} | "
+                f"{_mmm(d['floor']['peak_rss_mb'], 0)} |"
+            )
+        lines += [
+            "",
+            "Per asset, as recorded in its materialization metadata (3 years of history): "
+            + ", ".join(
+                f"{a} {v['seconds']['median']:.2f} s / {v['peak_rss_mb']['median']:.0f} MB"
+                for a, v in sc["daily_3y"]["dagster"]["assets"].items()
+            )
+            + ".",
+            "",
+            "| pure code | rows | seconds | rows/s |",
+            "|---|---:|---:|---:|",
+        ]
+        for step, t in sc["throughput"].items():
+            lines.append(
+                f"| {step} | {t['rows']:,} | {_mmm(t['seconds'])} | {_mmm(t['rows_per_s'], 0)} |"
+            )
+        lines.append("")
+    for key in ("storage", "backfill"):
+        if key in sections:
+            lines += [
+                f"## {key}",
+                "",
+                f"Machine: {_machine_line(sections[key]['machine'])}. "
+                f"Full report: benchmarks/results/{sections[key]['result_file']} and its .md.",
+                "",
+            ]
+    return "\n".join(lines) + "\n"
+
+
+README_START = "<!-- bench:start -->"
+README_END = "<!-- bench:end -->"
+
+
+def update_readme(report: dict) -> bool:
+    """Replace the table between the README's bench markers; False when there are none."""
+    text = README.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    machines = {
+        _machine_line(sec["machine"]).split("; load")[0]
+        for sec in [*report["sections"].get("scale", {}).values()]
+        + [report["sections"][k] for k in ("storage", "backfill") if k in report["sections"]]
+    }
+    block = (
+        f"{README_START}\nMeasured {report['created_utc'][:10]} on "
+        + " / ".join(sorted(machines))
+        + ".\n\n"
+        + summary_table(report)
+        + f"\n{README_END}"
+    )
+    README.write_text(head + block + tail)
+    return True
+
+
+def save(report: dict, out: Path) -> None:
+    report["created_utc"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    out.with_suffix(".md").write_text(markdown(report))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
