@@ -31,3 +31,16 @@ def test_a_range_step_records_its_time_per_partition():
     with measured() as single:
         pass
     assert "partitions_in_step" not in single and single["duration_s"] >= 0
+
+
+def test_openmp_threads_wait_passively_unless_the_environment_says_otherwise():
+    """LightGBM's spinning OpenMP threads make training crawl on a busy machine."""
+    import os
+    import subprocess
+
+    probe = "import batch_ml, lightgbm, os; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    run = [sys.executable, "-c", probe]
+    assert subprocess.check_output(run, env=env, text=True).strip() == "PASSIVE"
+    active = {**env, "OMP_WAIT_POLICY": "ACTIVE"}
+    assert subprocess.check_output(run, env=active, text=True).strip() == "ACTIVE"
