@@ -129,7 +129,8 @@ def simulate(spec: SimulationSpec) -> dict[str, pl.DataFrame]:
     yearly = 1 + np.array([YEARLY_AMPLITUDE[c] for c in category])[None, :] * np.sin(
         2 * np.pi * (doy[:, None] - 100) / 365.25
     )
-    growth = 1 + trend[None, :] * day_idx[:, None] / 365.0
+    # Linear growth; over several years a declining item levels off instead of going negative.
+    growth = np.maximum(1 + trend[None, :] * day_idx[:, None] / 365.0, 0.1)
     age = day_idx[:, None] - launch_offset[None, :]
     launched = age >= 0
     ramp = np.clip((age + 1) / 30.0, 0.05, 1.0)
