@@ -9,6 +9,7 @@ import polars as pl
 
 from batch_ml.cli import run_pipeline
 from batch_ml.definitions import build_definitions
+from batch_ml.defs.partitions import RANGE_END, RANGE_START
 from batch_ml.storage.tables import PartitionedTable
 
 
@@ -80,3 +81,29 @@ def test_single_partition_materialize_matches_the_range_run(small_project):
         job = defs.resolve_job_def("ingest_job")
         assert job.execute_in_process(instance=instance, partition_key=day).success
         assert table.read([day]).equals(before)
+
+
+def test_weekly_runs_one_week_at_a_time_extend_the_gate(small_project):
+    """Live, the training schedule runs one week per run: the first gate decision (no
+    champion yet) must not fix the types of the columns the next weeks fill."""
+    cfg = small_project
+    defs = build_definitions(cfg)
+    first, last = cfg.start_date, cfg.start_date + dt.timedelta(days=cfg.demo.days - 1)
+    with dg.DagsterInstance.ephemeral() as instance:
+
+        def run(job: str, start: dt.date, end: dt.date) -> None:
+            defs.resolve_job_def(job).execute_in_process(
+                instance=instance,
+                tags={RANGE_START: start.isoformat(), RANGE_END: end.isoformat()},
+            )
+
+        defs.resolve_job_def("reference_data_job").execute_in_process(instance=instance)
+        run("ingest_job", first, last)
+        weeks = [cfg.first_model_week + dt.timedelta(weeks=k) for k in range(3)]
+        for week in weeks:
+            run("training_job", week, week)
+    table = PartitionedTable(cfg.paths.tables, "model_promotion")
+    assert table.read().sort("model_week")["model_week"].to_list() == weeks
+    assert table.read([weeks[0].isoformat()])["champion_before"][0] is None
+    assert table.schema()["champion_before"] == pl.String
+    assert table.schema()["champion_wape"] == pl.Float64

@@ -39,6 +39,26 @@ from batch_ml.storage.tables import UNPARTITIONED
 
 GROUP = "model"
 OVERRIDES = "champion_overrides"
+# Explicit types: a week with no champion yet has None in the champion columns, and a
+# one-week run must not store them as Null columns the next week's run cannot extend.
+GATE_SCHEMA = {
+    "model_week": pl.Date,
+    "challenger_version": pl.String,
+    "decision": pl.String,
+    "reason": pl.String,
+    "challenger_wape": pl.Float64,
+    "champion_before": pl.String,
+    "champion_wape": pl.Float64,
+    "fallback_baseline": pl.String,
+    "seasonal_naive_wape": pl.Float64,
+    "moving_average_wape": pl.Float64,
+    "backtest_rows": pl.Int64,
+    "margin": pl.Float64,
+    "champion_version": pl.String,
+    "champion_after_wape": pl.Float64,
+    "pinned": pl.Boolean,
+    "previous_champion": pl.String,
+}
 
 
 def read_overrides(tables: TableStore) -> list[Override]:
@@ -270,7 +290,7 @@ def build(b: BuildContext) -> list:
                     }
                 )
                 context.log.info(f"week {week}: {decision.decision} {version}: {decision.reason}")
-        frame = pl.DataFrame(rows)
+        frame = pl.DataFrame(rows, schema=GATE_SCHEMA)
         latest = rows[-1]
         yield dg.Output(
             frame,
