@@ -10,7 +10,7 @@ export UV_PYTHON := $(PYTHON)
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: setup demo test ui lint clean bench-storage
+.PHONY: setup demo test ui lint clean bench bench-storage
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -40,6 +40,15 @@ ui: setup
 
 clean:
 	rm -rf data .dagster_home
+
+## The benchmark suite (not part of `make test`, about an hour on 2 cores): daily incremental
+## run vs its compute floor at 1k and 30k series, memory at 1 and 3 years of history,
+## feature/training/inference throughput, storage, full-graph backfill. Writes
+## benchmarks/results/bench.{json,md} and the README table. One part:
+## BENCH_ARGS="--sections scale --scales 1k".
+bench: $(UV)
+	$(UV) sync --frozen --group bench --quiet
+	$(VENV)/bin/python -m benchmarks.suite $(BENCH_ARGS)
 
 ## Benchmark the stock DuckDBPolarsIOManager against ParquetTableIOManager (bench group;
 ## a later `make test` re-syncs the default groups). Knobs: BENCH_ARGS="--partitions 20".

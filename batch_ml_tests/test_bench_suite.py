@@ -1,0 +1,51 @@
+"""The benchmark suite's machinery on a tiny scale (`make bench` runs it at 1k and 30k series).
+
+Nothing here asserts a timing: the figures are the benchmark's, this checks that it measures
+what it says (both kinds of daily run do the same work, every figure is there).
+"""
+
+import json
+import subprocess
+import sys
+
+from .conftest import REPO
+
+
+def test_scale_section_measures_dagster_and_floor_doing_the_same_work(tmp_path):
+    out = tmp_path / "bench.json"
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.suite", "--sections", "scale", "--scales", "smoke"]
+        + ["--repeats", "2", "--out", str(out)],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    scale = json.loads(out.read_text())["sections"]["scale"]["smoke"]
+    assert scale["series"] == 20 and scale["setup"]["history"]["sales_days"] == 3 * 365
+    for years in ("3y", "1y"):
+        daily = scale[f"daily_{years}"]
+        # Same rows and content in every partition of D the run writes, Dagster or floor.
+        assert daily["same_outputs"], daily["outputs"]
+        assert set(daily["outputs"]) == {
+            "sales",
+            "plans",
+            "demand_features",
+            "predictions",
+            "prediction_drift",
+            "forecast_accuracy",
+        }
+        predictions = int(daily["outputs"]["predictions"].split()[0])
+        assert predictions == 20 * 14  # every series, every lead
+        for kind in ("dagster", "floor"):
+            assert len(daily[kind]["seconds"]["values"]) == 2
+            stages = daily[kind]["stages"]
+            assert set(stages) == {"ingest_job", "forecast_job", "evaluation_job"}
+            assert all(s["peak_rss_mb"]["median"] > 50 for s in stages.values())
+        assert daily["floor"]["steps"]["inference"]["rows"] == predictions
+        assert daily["ratio_dagster_over_floor"] > 0
+    assert scale["setup"]["history"]["sales_days"] == 3 * 365
+    assert set(scale["throughput"]) >= {"features_1_day", "training", "inference"}
+    assert scale["memory_3y_over_1y"] > 0
+    markdown = out.with_suffix(".md").read_text()
+    assert "daily incremental run, 20 series" in markdown and "**NO**" not in markdown
