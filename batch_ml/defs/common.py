@@ -25,9 +25,8 @@ BRING_UP_TO_DATE = dg.AutomationCondition.eager()
 # `champion_overrides` exists only once a person has pinned or rolled back a model, and eager()
 # waits for every missing dependency: the gate and the predictions must not wait for it. A
 # recorded override applies to the partitions materialized after it (docs/model-lifecycle.md).
-BRING_UP_TO_DATE_DESPITE_OVERRIDES = BRING_UP_TO_DATE.ignore(
-    dg.AssetSelection.assets("champion_overrides")
-)
+OVERRIDES = "champion_overrides"
+BRING_UP_TO_DATE_DESPITE_OVERRIDES = BRING_UP_TO_DATE.ignore(dg.AssetSelection.assets(OVERRIDES))
 # Transient errors (I/O, a briefly locked warehouse) are retried with backoff; a file that
 # breaks the contract raises `dg.Failure(allow_retries=False)` and is not retried.
 TRANSIENT_RETRY = dg.RetryPolicy(

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from batch_ml.defs.common import (
     BRING_UP_TO_DATE_DESPITE_OVERRIDES,
+    OVERRIDES,
     OWNERS,
     TRANSIENT_RETRY,
     BuildContext,
@@ -38,7 +39,6 @@ from batch_ml.ml.training import (
 from batch_ml.storage.tables import UNPARTITIONED
 
 GROUP = "model"
-OVERRIDES = "champion_overrides"
 # Explicit types: a week with no champion yet has None in the champion columns, and a
 # one-week run must not store them as Null columns the next week's run cannot extend.
 GATE_SCHEMA = {

@@ -134,8 +134,9 @@ class ParquetTableIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> pl.LazyFrame | dict[str, pl.LazyFrame]:
         """One LazyFrame over the upstream partitions; or, for an input annotated
-        `dict[str, pl.LazyFrame]`, one LazyFrame per stored partition key, so that a step
-        looping over its days reads one file a day instead of filtering a scan of them all."""
+        `dict[str, pl.LazyFrame]`, one LazyFrame per upstream partition key the mapping gives
+        (a missing one reads as no rows with the table's columns), so that a step looping
+        over its days reads one file a day instead of filtering a scan of them all."""
         table = self._store().table(context.asset_key.path[-1])
         per_partition = get_origin(context.dagster_type.typing_type) is dict
         if not context.has_asset_partitions:
