@@ -21,6 +21,7 @@ LONGEST_FIRST = (
     "test_orchestration_daemon.py",
     "test_automation_daemon.py",
     "test_cli_demo.py",
+    "test_bench_suite.py",
 )
 
 

@@ -10,8 +10,9 @@ bench.md, and the summary table in README.md between the `bench:` markers:
     forecast_job, evaluation_job on D, executed in-process on the scale's DAGSTER_HOME, as a
     run worker executes them once started) and as its compute floor (the same pure functions
     and storage calls, no Dagster) - each repeat in a fresh process, both kinds alternating;
-  - *peak memory* of each stage of both, with 3 and then 1 year of sales history in storage
-    (the sales partitions older than a year are deleted in between; the rest is identical);
+  - *peak memory* of each stage of both, with 3 and with 1 year of sales history in storage
+    (the sales partitions older than a year moved aside for the 1-year runs, the rest
+    identical; 3-year and 1-year runs alternate);
   - *throughput* (rows/s) of the pure feature and inference code, and of training (the
     set-up's weekly training_job runs, one a week, from their asset metadata).
   Set-up (untimed, recorded): sales history and the plans of the last weeks are written to
@@ -31,6 +32,7 @@ sections are kept from the previous bench.json).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib.metadata
 import json
@@ -42,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -264,16 +267,24 @@ def set_up(folder: Path, stores: int, items: int) -> dict:
     }
 
 
-def trim_history(cfg, keep_days: int) -> int:
-    """Delete the sales partitions older than `keep_days` before D; return how many."""
+@contextlib.contextmanager
+def history(cfg, years: int) -> Iterator[int]:
+    """Sales history of `years` years before D: older partitions are moved out of the table
+    for the duration (and back after), so 3-year and 1-year runs can alternate."""
     from batch_ml.storage.tables import PartitionedTable
 
     table = PartitionedTable(cfg.paths.tables, "sales")
-    oldest = NEW_DAY - dt.timedelta(days=keep_days)
-    old = [k for k in table.partitions() if dt.date.fromisoformat(k) < oldest]
-    for key in old:
-        table.path(key).unlink()
-    return len(old)
+    aside = table.folder.parent / "_older_sales"
+    aside.mkdir(exist_ok=True)
+    oldest = NEW_DAY - dt.timedelta(days=365 * years)
+    older = [k for k in table.partitions() if dt.date.fromisoformat(k) < oldest]
+    for key in older:
+        table.path(key).rename(aside / table.path(key).name)
+    try:
+        yield len(table.partitions())
+    finally:
+        for path in aside.glob("*.parquet"):
+            path.rename(table.folder / path.name)
 
 
 # -- one daily run, in its own process -------------------------------------------------------
@@ -473,12 +484,31 @@ def run_child(*args: str, env: dict | None = None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure_daily(config: Path, repeats: int) -> dict:
-    """`repeats` daily runs through Dagster and as the floor, alternating, a process each."""
-    runs: dict[str, list[dict]] = {"dagster": [], "floor": []}
+def measure_daily(config: Path, repeats: int) -> dict[str, dict]:
+    """`repeats` daily runs through Dagster and as the floor with 3 and with 1 year of sales
+    history, a process each, all four kinds alternating so that a slower spell of a shared
+    machine does not fall on one kind only."""
+    from batch_ml.config import load_config
+
+    cfg = load_config(config)
+    kinds = [(years, mode) for years in (3, 1) for mode in ("dagster", "floor")]
+    runs: dict[int, dict[str, list[dict]]] = {
+        3: {"dagster": [], "floor": []},
+        1: {"dagster": [], "floor": []},
+    }
+    days_stored: dict[int, int] = {}
     for r in range(repeats):
-        for mode in ("dagster", "floor") if r % 2 == 0 else ("floor", "dagster"):
-            runs[mode].append(run_child("_daily", str(config), mode))
+        for years, mode in kinds if r % 2 == 0 else kinds[::-1]:
+            with history(cfg, years) as days:
+                days_stored[years] = days
+                runs[years][mode].append(run_child("_daily", str(config), mode))
+    return {
+        f"{years}y": {"sales_days_stored": days_stored[years], **summarize_daily(runs[years])}
+        for years in (3, 1)
+    }
+
+
+def summarize_daily(runs: dict[str, list[dict]]) -> dict:
     summary = {}
     for mode, results in runs.items():
         totals = [sum(s["seconds"] for s in res["stages"].values()) for res in results]
@@ -624,12 +654,10 @@ def section_scale(name: str, repeats: int, tmp: Path) -> dict:
     os.environ.update(env)
     setup = set_up(folder, stores, items)
     config = folder / "batch_ml.toml"
-    from batch_ml.config import load_config
-
-    cfg = load_config(config)
     result = {"series": stores * items, "stores": stores, "items": items, "setup": setup}
-    log(f"scale {name}: daily runs with 3 years of history")
-    result["daily_3y"] = measure_daily(config, repeats)
+    log(f"scale {name}: daily runs, 3 and 1 year of history alternating")
+    daily = measure_daily(config, repeats)
+    result["daily_3y"], result["daily_1y"] = daily["3y"], daily["1y"]
     log(f"scale {name}: throughput")
     result["throughput"] = summarize_throughput(run_child("_throughput", str(config), str(repeats)))
     runs = setup["training"]
@@ -641,9 +669,6 @@ def section_scale(name: str, repeats: int, tmp: Path) -> dict:
         "best_iteration": runs[-1]["best_iteration"],
         "measured": f"the {len(runs)} weekly training_job runs of the set-up (asset metadata)",
     }
-    removed = trim_history(cfg, 365)
-    log(f"scale {name}: daily runs with 1 year of history ({removed} older partitions removed)")
-    result["daily_1y"] = measure_daily(config, repeats)
     peak_3y = result["daily_3y"]["dagster"]["peak_rss_mb"]["median"]
     peak_1y = result["daily_1y"]["dagster"]["peak_rss_mb"]["median"]
     result["memory_3y_over_1y"] = round(peak_3y / peak_1y, 3)
