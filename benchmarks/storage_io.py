@@ -692,7 +692,8 @@ def main(argv: list[str] | None = None) -> int:
     changed = git_end["storage_code_sha256"] != git_start["storage_code_sha256"]
     report = {
         "benchmark": "storage_io",
-        "command": "python -m benchmarks.storage_io " + " ".join(sys.argv[1:] or []),
+        "command": "python -m benchmarks.storage_io "
+        + " ".join(sys.argv[1:] if argv is None else argv),
         "created_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "duration_s": round(time.perf_counter() - started, 1),
         "params": {
