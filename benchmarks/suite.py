@@ -1011,15 +1011,15 @@ def update_readme(report: dict) -> bool:
         return False
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
-    machines = {
-        _machine_line(sec["machine"]).split("; load")[0]
-        for sec in [*report["sections"].get("scale", {}).values()]
-        + [report["sections"][k] for k in ("storage", "backfill") if k in report["sections"]]
-    }
+    sections = [*report["sections"].get("scale", {}).values()] + [
+        report["sections"][k] for k in ("storage", "backfill") if k in report["sections"]
+    ]
+    machines = {_machine_line(sec["machine"]).split("; git")[0] for sec in sections}
+    commits = sorted({sec["machine"]["git"] for sec in sections})
     block = (
         f"{README_START}\nMeasured {report['created_utc'][:10]} on "
         + " / ".join(sorted(machines))
-        + ".\n\n"
+        + f" (git {', '.join(commits)}; details in benchmarks/results/bench.md).\n\n"
         + summary_table(report)
         + f"\n{README_END}"
     )
