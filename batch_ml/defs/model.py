@@ -22,7 +22,7 @@ def build(b: BuildContext) -> list:
         name="demand_model",
         group_name=GROUP,
         partitions_def=b.parts.weekly,
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=8),
+        backfill_policy=b.parts.weekly_backfill,
         kinds={"lightgbm", "polars"},
         owners=OWNERS,
         retry_policy=TRANSIENT_RETRY,
@@ -58,8 +58,10 @@ def build(b: BuildContext) -> list:
                     demand_features.filter(pl.col("forecast_date").is_between(start, week, "left")),
                     sales.filter(pl.col("date").is_between(start, week, "left")),
                     cutoff=week,
-                ).collect()
-                model = train_model(examples, seed=fc.seed, num_threads=fc.num_threads)
+                )
+                # Collected in the call, so that no reference here keeps the unsorted frame
+                # alive while train_model holds its sorted copy.
+                model = train_model(examples.collect(), seed=fc.seed, num_threads=fc.num_threads)
                 path = model_store.save(model.version, model.model_text)
                 card = model_store.save_card(
                     model.version,
