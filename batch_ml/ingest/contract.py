@@ -470,7 +470,10 @@ def load_landing_file(
         if not fatal.height:
             summary += f"; more than the {policy.max_fraction:.1%} the project may quarantine"
         raise ContractViolation(path, [*messages, summary])
-    records = raw.select(ROW, pl.struct(pl.exclude(ROW)).struct.json_encode().alias("record"))
+    # Only the rejected rows' records are kept: encoding every row cost more than the checks.
+    records = raw.filter(pl.col(ROW).is_in(bad_rows.implode())).select(
+        ROW, pl.struct(pl.exclude(ROW)).struct.json_encode().alias("record")
+    )
     rejected = problems.join(records, on=ROW, how="left")
     rows = cast.filter(~pl.col(ROW).is_in(bad_rows.implode())).drop(ROW)
     return LoadedFile(rows=rows, rejected=rejected, rows_in_file=raw.height)
