@@ -30,8 +30,8 @@ demo: setup
 
 ## The full test suite (unit, asset, graph, bring-your-own-data, integration).
 test: setup
-	$(VENV)/bin/ruff check batch_ml batch_ml_tests
-	$(VENV)/bin/ruff format --check batch_ml batch_ml_tests
+	$(VENV)/bin/ruff check batch_ml batch_ml_tests benchmarks
+	$(VENV)/bin/ruff format --check batch_ml batch_ml_tests benchmarks
 	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 ## Dagster webserver + daemon on 127.0.0.1, on the same instance as `make demo`.

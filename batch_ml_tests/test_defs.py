@@ -110,3 +110,30 @@ def test_without_an_end_date_the_running_week_has_its_model_partition(tmp_path):
     last_day = dt.date.fromisoformat(parts.forecast_daily.get_last_partition_key())
     week = last_day - dt.timedelta(days=last_day.weekday())
     assert week.isoformat() in parts.weekly.get_partition_keys()
+
+
+def test_backfill_chunks_come_from_the_project_config(tmp_path):
+    """`[backfill]` sets how many partitions one backfill run covers, for every daily asset
+    and the weekly model alike; the default is a month of days and 8 weeks."""
+    config = (REPO / "batch_ml.toml").read_text()
+
+    def policies(text: str) -> dict[str, int | None]:
+        (tmp_path / "batch_ml.toml").write_text(text)
+        graph = build_definitions(load_config(tmp_path / "batch_ml.toml")).resolve_asset_graph()
+        return {
+            key.to_user_string(): graph.get(key).backfill_policy.max_partitions_per_run
+            for key in graph.materializable_asset_keys
+            if graph.get(key).backfill_policy is not None
+        }
+
+    default = policies(config)
+    assert default["demand_model"] == 8
+    assert {default[a] for a in ("sales", "plans", "demand_features", "predictions")} == {31}
+    assert {default[a] for a in ("prediction_drift", "forecast_accuracy")} == {31}
+
+    chosen = policies(config + "\n[backfill]\ndays_per_run = 92\nweeks_per_run = 13\n")
+    assert chosen["demand_model"] == 13
+    assert {v for k, v in chosen.items() if k not in ("demand_model", "model_promotion")} == {92}
+
+    with pytest.raises(ValueError, match="days_per_run"):
+        policies(config + "\n[backfill]\ndays_per_run = 0\n")

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from batch_ml.definitions import build_definitions
-from batch_ml.defs.jobs import MAX_DAYS_PER_RUN, MAX_RUNS_PER_TICK
+from batch_ml.defs.jobs import MAX_RUNS_PER_TICK
 from batch_ml.defs.partitions import RANGE_END, RANGE_START
 from batch_ml.defs.resources import LandingZone, TableStore
 from batch_ml.ingest.arrivals import contiguous_ranges
@@ -84,7 +84,7 @@ def test_sensor_sequence_new_duplicate_changed_partial_burst_and_bad_names(small
     assert [r.job_name for r in first.run_requests].count("reference_data_job") == 1
     requested = [d for r in ingest for d in _days(r)]
     assert len(requested) == len(set(requested)) == 130
-    assert len(ingest) == -(-130 // MAX_DAYS_PER_RUN)
+    assert len(ingest) == -(-130 // cfg.backfill.days_per_run)  # ranges of at most 31 days
     assert all(r.tags["batch_ml/trigger"] == "new" for r in ingest)
 
     # Nothing new: a skip with its reason, no run.

@@ -1061,7 +1061,9 @@ def main(argv: list[str] | None = None) -> int:
     log(f"temporary folder {tmp}; load average {machine['loadavg_at_start']}")
 
     # 1. Compute floor (fresh root F); its root then serves the per-partition window.
-    floor_config, floor_cfg, floor_home = new_project(tmp / "floor", args.days, args.stores, args.items)
+    floor_config, floor_cfg, floor_home = new_project(
+        tmp / "floor", args.days, args.stores, args.items
+    )
     full_counts = partition_counts(floor_cfg)
     log(f"graph partitions: {full_counts}")
     t0 = time.perf_counter()
@@ -1078,7 +1080,9 @@ def main(argv: list[str] | None = None) -> int:
     # 2. Batched: the project's code location, one backfill of everything.
     batched = None
     if not args.skip_batched:
-        batched_config, _, batched_home = new_project(tmp / "batched", args.days, args.stores, args.items)
+        batched_config, _, batched_home = new_project(
+            tmp / "batched", args.days, args.stores, args.items
+        )
         batched = run_backfill(
             "batched",
             tmp / "batched",

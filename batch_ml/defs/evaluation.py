@@ -35,7 +35,7 @@ def build(b: BuildContext) -> list:
         name="forecast_accuracy",
         group_name=GROUP,
         partitions_def=b.parts.evaluation_daily,
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
+        backfill_policy=b.parts.daily_backfill,
         kinds={"polars"},
         owners=OWNERS,
         retry_policy=TRANSIENT_RETRY,

@@ -17,7 +17,7 @@ def build(b: BuildContext) -> list:
         name="demand_features",
         group_name=GROUP,
         partitions_def=b.parts.daily,
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
+        backfill_policy=b.parts.daily_backfill,
         kinds={"polars"},
         owners=OWNERS,
         retry_policy=TRANSIENT_RETRY,

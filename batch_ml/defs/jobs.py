@@ -18,7 +18,6 @@ DAILY_SOURCES = ("sales", "plans")
 STATIC_SOURCES = ("calendar", "products", "stores")
 # A burst of files becomes at most this many runs per tick, each a range of consecutive days.
 MAX_RUNS_PER_TICK = 10
-MAX_DAYS_PER_RUN = 31
 
 
 def build_jobs(b: BuildContext) -> dict:
@@ -144,9 +143,10 @@ def build_landing_sensor(b: BuildContext, jobs: dict) -> dg.SensorDefinition:
         description=(
             "Starts runs for landing files with new or changed content (sha256), once they "
             f"have not changed for {settle:g} s: consecutive days become one range run (at "
-            f"most {MAX_DAYS_PER_RUN} days), at most {MAX_RUNS_PER_TICK} runs per tick, the "
-            "rest on the next ticks. Identical re-deliveries and files the ingestion log "
-            "already accepted start nothing. Bad file names are reported, not read."
+            f"most {b.cfg.backfill.days_per_run} days, `[backfill] days_per_run`), at most "
+            f"{MAX_RUNS_PER_TICK} runs per tick, the rest on the next ticks. Identical "
+            "re-deliveries and files the ingestion log already accepted start nothing. Bad "
+            "file names are reported, not read."
         ),
     )
     def landing_files_sensor(
@@ -189,7 +189,7 @@ def build_landing_sensor(b: BuildContext, jobs: dict) -> dg.SensorDefinition:
                 )
             )
             next_cursor.update({a.file: a.seen for a in arrivals.static})
-        ranges = contiguous_ranges(list(arrivals.daily), MAX_DAYS_PER_RUN)
+        ranges = contiguous_ranges(list(arrivals.daily), b.cfg.backfill.days_per_run)
         for first, last in ranges[:MAX_RUNS_PER_TICK]:
             batch = [
                 a

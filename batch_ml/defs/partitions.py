@@ -34,6 +34,9 @@ class Partitioning:
     backtest_origins: dg.TimeWindowPartitionMapping
     backtest_targets: dg.TimeWindowPartitionMapping
     previous_week: dg.TimeWindowPartitionMapping
+    # Backfill batching (`[backfill]` in the project config): daily and weekly assets.
+    daily_backfill: dg.BackfillPolicy
+    weekly_backfill: dg.BackfillPolicy
 
     @staticmethod
     def from_config(cfg: ProjectConfig) -> Partitioning:
@@ -96,6 +99,8 @@ class Partitioning:
             previous_week=dg.TimeWindowPartitionMapping(
                 start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True
             ),
+            daily_backfill=dg.BackfillPolicy.multi_run(cfg.backfill.days_per_run),
+            weekly_backfill=dg.BackfillPolicy.multi_run(cfg.backfill.weeks_per_run),
         )
 
 

@@ -28,8 +28,6 @@ from batch_ml.ingest.records import (
 )
 
 GROUP = "sources"
-# Up to a month of days per run in a backfill: one bad file fails only its own chunk.
-DAILY_BACKFILL = dg.BackfillPolicy.multi_run(max_partitions_per_run=31)
 
 
 def _key_check(asset: str, frame: pl.DataFrame, keys: tuple[str, ...]) -> dg.AssetCheckResult:
@@ -142,7 +140,7 @@ def build(b: BuildContext) -> list:
         group_name=GROUP,
         code_version="sources-v2",
         partitions_def=b.parts.daily,
-        backfill_policy=DAILY_BACKFILL,
+        backfill_policy=b.parts.daily_backfill,
         kinds={"polars", "csv"},
         owners=OWNERS,
         retry_policy=TRANSIENT_RETRY,
@@ -199,7 +197,7 @@ def build(b: BuildContext) -> list:
         group_name=GROUP,
         code_version="sources-v2",
         partitions_def=b.parts.daily,
-        backfill_policy=DAILY_BACKFILL,
+        backfill_policy=b.parts.daily_backfill,
         kinds={"polars", "parquet"},
         owners=OWNERS,
         retry_policy=TRANSIENT_RETRY,
