@@ -35,12 +35,10 @@ import argparse
 import contextlib
 import copy
 import datetime as dt
-import importlib.metadata
 import json
 import logging
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +55,7 @@ from batch_ml.config import DATA_ROOT_ENV, ProjectConfig, parse_config
 from batch_ml.ml.metrics import roll_up
 from batch_ml.ml.training import BASELINE_PREFIX
 from batch_ml.storage.tables import PartitionedTable
+from benchmarks.facts import git, version
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -576,18 +575,6 @@ def analyse(cfg: ProjectConfig) -> dict:
 
 
 # -- report ------------------------------------------------------------------------------
-
-
-def version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def git(*args: str) -> str | None:
-    out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
-    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def run_facts() -> dict:

@@ -14,7 +14,8 @@ queued runs, at most 2 at a time):
    (`launchPartitionBackfill` with
    `assetSelection` and `allPartitions: true`: one backfill spans the daily, weekly,
    forecast-daily, evaluation-daily and unpartitioned assets), honouring the project's
-   BackfillPolicy (multi_run 31 days; 8 weeks for the model).
+   BackfillPolicy (`[backfill]` of the project: by default multi_run 31 days, 8 weeks for the
+   model; `--days-per-run` / `--weeks-per-run` set them).
 3. one run per partition: the same graph, the same daemon path, the same kind of backfill,
    with every BackfillPolicy replaced by `BackfillPolicy.multi_run(max_partitions_per_run=1)`
    and the executor set by `--per-partition-executor` (code location
@@ -48,13 +49,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import importlib.metadata
 import json
 import os
 import platform
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 import warnings
@@ -63,6 +62,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
+
+from benchmarks.facts import git, loadavg, version
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "backfill.json"
@@ -312,26 +313,15 @@ def log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def git(*args: str) -> str:
-    out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
-    return out.stdout.strip()
-
-
 def new_project(
-    folder: Path, days: int, stores: int = N_STORES, items: int = N_ITEMS
+    folder: Path,
+    days: int,
+    stores: int = N_STORES,
+    items: int = N_ITEMS,
+    chunks: tuple[int, int] | None = None,
 ) -> tuple[Path, object, Path]:
-    """A demo project config in `folder` with its landing files, and a fresh DAGSTER_HOME."""
+    """A demo project config in `folder` with its landing files, and a fresh DAGSTER_HOME.
+    `chunks` = the project's `[backfill]` (days_per_run, weeks_per_run); None: the defaults."""
     from batch_ml.config import load_config
     from batch_ml.demo.simulator import spec_from_config, write_landing
     from batch_ml_tests.conftest import write_config
@@ -339,6 +329,9 @@ def new_project(
 
     folder.mkdir(parents=True)
     config = write_config(folder, start=START, days=days, n_stores=stores, n_items=items)
+    if chunks:
+        with config.open("a") as f:
+            f.write(f"\n[backfill]\ndays_per_run = {chunks[0]}\nweeks_per_run = {chunks[1]}\n")
     cfg = load_config(config)
     write_landing(spec_from_config(cfg), cfg.paths.landing)
     return config, cfg, dagster_home(folder / "dagster_home")
@@ -774,7 +767,9 @@ def markdown(report: dict) -> str:
         "with `allPartitions: "
         "true` (a single asset backfill spans the daily, weekly, forecast-daily, "
         "evaluation-daily and unpartitioned assets), with the project's BackfillPolicy "
-        "(multi_run 31 days, model 8 weeks) and code location (workspace.yaml, in-process "
+        f"(`[backfill]` days_per_run {p.get('batched_days_per_run', 31)}, weeks_per_run "
+        f"{p.get('batched_weeks_per_run', 8)}: multi_run of that many days, model weeks) and "
+        "code location (workspace.yaml, in-process "
         f"executor: {b['runs_with_step_subprocesses']} of its runs launched a step subprocess). "
         f"Status {b['status']}. Runs by asset group: "
         + "; ".join(f"{g}: {n}" for g, n in b["runs_by_asset_group"].items())
@@ -1008,6 +1003,14 @@ def main(argv: list[str] | None = None) -> int:
         help="with --skip-batched: add this per-partition arm to that report (a backfill.json "
         "of a full run with the same --days) and regenerate its .md",
     )
+    parser.add_argument(
+        "--days-per-run",
+        type=int,
+        help="the batched project's [backfill] days_per_run (default: the project default)",
+    )
+    parser.add_argument(
+        "--weeks-per-run", type=int, help="the batched project's [backfill] weeks_per_run"
+    )
     parser.add_argument("--stores", type=int, default=N_STORES)
     parser.add_argument("--items", type=int, default=N_ITEMS, help="series = stores x items")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per backfill")
@@ -1043,6 +1046,8 @@ def main(argv: list[str] | None = None) -> int:
         f"--per-partition-days {args.per_partition_days} "
         f"--per-partition-executor {args.per_partition_executor} "
         f"--stores {args.stores} --items {args.items}"
+        + (f" --days-per-run {args.days_per_run}" if args.days_per_run else "")
+        + (f" --weeks-per-run {args.weeks_per_run}" if args.weeks_per_run else "")
         + (" --skip-batched" if args.skip_batched else "")
     )
     machine = {
@@ -1078,10 +1083,15 @@ def main(argv: list[str] | None = None) -> int:
     log(f"compute floor: {floor['seconds']} s")
 
     # 2. Batched: the project's code location, one backfill of everything.
-    batched = None
+    batched, batched_cfg = None, floor_cfg
+    defaults = floor_cfg.backfill
+    chunks = (
+        args.days_per_run or defaults.days_per_run,
+        args.weeks_per_run or defaults.weeks_per_run,
+    )
     if not args.skip_batched:
-        batched_config, _, batched_home = new_project(
-            tmp / "batched", args.days, args.stores, args.items
+        batched_config, batched_cfg, batched_home = new_project(
+            tmp / "batched", args.days, args.stores, args.items, chunks
         )
         batched = run_backfill(
             "batched",
@@ -1129,6 +1139,8 @@ def main(argv: list[str] | None = None) -> int:
             "first_model_week": floor_cfg.first_model_week.isoformat(),
             "full": full_counts,
             "batched_executor": "in_process (the project's code location)",
+            "batched_days_per_run": batched_cfg.backfill.days_per_run,
+            "batched_weeks_per_run": batched_cfg.backfill.weeks_per_run,
         },
         "all_backfills_succeeded": ok,
         "compute_floor": floor,

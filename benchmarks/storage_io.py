@@ -21,13 +21,11 @@ Run: `.venv/bin/python -m benchmarks.storage_io [--partitions N --rows R --repea
 import argparse
 import datetime as dt
 import hashlib
-import importlib.metadata
 import json
 import multiprocessing as mp
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +48,7 @@ except ImportError as exc:  # the `bench` dependency group is not installed by d
     ) from exc
 
 from batch_ml.defs.resources import ParquetTableIOManager
+from benchmarks.facts import git, loadavg, uncommitted, version
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", module="dagster")
@@ -444,13 +443,6 @@ def reordered_columns_observation(kind: str, root: Path, rows: int) -> dict:
 # -- report ---------------------------------------------------------------------------------
 
 
-def version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def filesystem_of(path: Path) -> str | None:
     try:
         mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
@@ -465,21 +457,12 @@ def filesystem_of(path: Path) -> str | None:
 
 
 def git_facts() -> dict:
-    def git(*args: str) -> str | None:
-        try:
-            return subprocess.run(
-                ["git", *args], capture_output=True, text=True, check=True
-            ).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return None
-
-    dirty = git("status", "--porcelain", "--", *STORAGE_CODE)
     digest = hashlib.sha256()
     for path in sorted(p for s in STORAGE_CODE for p in Path(s).rglob("*.py")):
         digest.update(path.as_posix().encode() + b"\0" + path.read_bytes())
     return {
-        "head": git("rev-parse", "HEAD"),
-        "uncommitted_storage_changes": bool(dirty),
+        "head": git("rev-parse", "HEAD") or None,
+        "uncommitted_storage_changes": uncommitted(STORAGE_CODE),
         "storage_code_sha256": digest.hexdigest(),
     }
 
@@ -492,7 +475,7 @@ def machine_facts(tmp: Path) -> dict:
         "processor": platform.processor() or None,
         "python": platform.python_version(),
         "tmp_filesystem": filesystem_of(tmp),
-        "loadavg_1_5_15_at_start": [round(x, 2) for x in os.getloadavg()],
+        "loadavg_1_5_15_at_start": loadavg(),
         "versions": {
             d: version(d)
             for d in ("dagster", "dagster-duckdb", "dagster-duckdb-polars", "duckdb", "polars")
@@ -715,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
                 "these internally), lock errors are partitions whose run failed on one."
             ),
         },
-        "machine": machine | {"loadavg_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "machine": machine | {"loadavg_1_5_15_at_end": loadavg()},
         "git": git_start
         | {"head_at_end": git_end["head"], "storage_code_changed_during_run": changed},
         "results": results,

@@ -34,10 +34,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import importlib.metadata
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -46,6 +44,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from benchmarks import facts
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -60,6 +60,9 @@ TRAINING_WEEKS = 4  # more than the 14 validation days; the demo uses 8
 # The set-up trains the models of the 3 weeks the forecasts of D-14 .. D come from; the first
 # of them learns from 4 weeks of features before it, its gate backtests on them.
 MODEL_WEEKS = 3
+# The 1k-series backfill project takes a year of days and all its model weeks per run: its
+# features fit in memory many times over (docs/operations.md), so start-up is paid per stage.
+BACKFILL_CHUNKS = {"days_per_run": 366, "weeks_per_run": 53}
 FEATURE_DAYS = 7 * (TRAINING_WEEKS + MODEL_WEEKS - 1)
 STAGES = {
     "ingest_job": ("sales", "plans", "demand_features"),
@@ -717,6 +720,10 @@ def section_backfill(per_partition_days: int) -> dict:
             str(stores),
             "--items",
             str(items),
+            "--days-per-run",
+            str(BACKFILL_CHUNKS["days_per_run"]),
+            "--weeks-per-run",
+            str(BACKFILL_CHUNKS["weeks_per_run"]),
             "--out",
             str(out),
         ]
@@ -735,6 +742,9 @@ def backfill_summary(report: dict, name: str) -> dict:
         "days": report["params"]["days"],
         "series": report["params"]["stores"] * report["params"]["items"],
         "succeeded": report.get("all_backfills_succeeded"),
+        "batched_days_per_run": report["params"].get("batched_days_per_run", 31),
+        "batched_weeks_per_run": report["params"].get("batched_weeks_per_run", 8),
+        "compute_floor_stage_s": (report.get("compute_floor") or {}).get("stage_seconds"),
         "batched_wall_s": batched.get("wall_seconds"),
         "batched_runs": batched.get("runs"),
         "batched_waves": batched.get("submission_waves"),
@@ -757,29 +767,12 @@ def backfill_summary(report: dict, name: str) -> dict:
 
 
 def machine() -> dict:
-    versions = {}
-    for package in PACKAGES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    git = subprocess.run(
-        ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--", "batch_ml", "benchmarks/suite.py"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    dirty = facts.uncommitted(["batch_ml", "benchmarks"])
     return {
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-        "versions": versions,
-        "git": git + ("+dirty" if dirty else ""),
+        **facts.machine(),
+        "loadavg_at_start": facts.loadavg(),
+        "versions": facts.versions(PACKAGES),
+        "git": facts.git("rev-parse", "--short=12", "HEAD") + ("+dirty" if dirty else ""),
     }
 
 
@@ -916,7 +909,9 @@ def summary_table(report: dict) -> str:
     if bf:
         rows.append(
             f"| full-graph backfill, {bf['days']} days, {bf['series']:,} series, through the "
-            f"daemon | batched {_fmt(bf['batched_wall_s'])} s ({bf['batched_runs']} runs); "
+            f"daemon | batched {_fmt(bf['batched_wall_s'])} s ({bf['batched_runs']} runs, "
+            f"`[backfill]` {bf['batched_days_per_run']} days / {bf['batched_weeks_per_run']} "
+            f"weeks per run; compute floor {_fmt(bf['compute_floor_s'])} s); "
             f"one run per partition ({bf['per_partition_executor']} executor) measured on "
             f"{bf['per_partition_days']} days, **extrapolated** to "
             f"{bf['per_partition_extrapolated_runs']:,} runs: "

@@ -1,0 +1,50 @@
+"""Facts every benchmark records beside its figures: machine, load, package versions, git."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def versions(dists: Iterable[str]) -> dict[str, str | None]:
+    return {d: version(d) for d in dists}
+
+
+def loadavg() -> list[float]:
+    """Load average over 1, 5 and 15 minutes (the machine may be shared)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def git(*args: str) -> str:
+    """Output of a git command in the repository; empty when git or the repository is absent."""
+    try:
+        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
+    except OSError:
+        return ""
+    return out.stdout.strip()
+
+
+def uncommitted(paths: Iterable[str]) -> bool:
+    return bool(git("status", "--porcelain", "--", *paths))
+
+
+def machine() -> dict:
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    }
