@@ -327,24 +327,21 @@ def daily_dagster(cfg) -> dict:
 
 def daily_floor(cfg) -> dict:
     """The same day with the same pure functions and storage calls, no Dagster."""
+    import logging
+
     import polars as pl
 
     from batch_ml.defs.common import peak_rss_mb, reset_peak_rss
-    from batch_ml.defs.predictions import DRIFT_SCHEMA, KEYS, _champion_for
+    from batch_ml.defs.predictions import DRIFT_SCHEMA, KEYS
     from batch_ml.defs.promotion import read_overrides
-    from batch_ml.defs.resources import ModelStore, TableStore
-    from batch_ml.ingest.contract import QuarantinePolicy, load_landing_file, sources
-    from batch_ml.ingest.records import (
-        LOG_TABLE,
-        QUARANTINE_TABLE,
-        FileFacts,
-        log_row,
-        quarantine_rows,
-    )
+    from batch_ml.defs.resources import LandingZone, ModelStore, TableStore
+    from batch_ml.defs.sources import ingest_files
+    from batch_ml.ingest.contract import QuarantinePolicy, sources
     from batch_ml.ml.drift import PREDICTION, psi_table
     from batch_ml.ml.features import BASELINE_COLUMNS, SERIES_KEYS, build_features
     from batch_ml.ml.metrics import evaluate_forecasts
-    from batch_ml.ml.training import load_booster, predict
+    from batch_ml.ml.promotion import serving_version
+    from batch_ml.ml.training import BASELINE_PREFIX, load_booster, predict
     from batch_ml.storage.tables import UNPARTITIONED
 
     day, key = NEW_DAY, NEW_DAY.isoformat()
@@ -352,7 +349,9 @@ def daily_floor(cfg) -> dict:
     src = sources(f)
     tables = TableStore(tables_root=str(cfg.paths.tables), warehouse_path=str(cfg.paths.warehouse))
     models = ModelStore(root=str(cfg.paths.models))
+    landing = LandingZone(root=str(cfg.paths.landing))
     policy = QuarantinePolicy(frozenset(cfg.ingest.quarantine), cfg.ingest.max_quarantined_fraction)
+    logger = logging.getLogger("batch_ml.bench.floor")
     stages, steps = {}, {}
 
     def scan(name: str, keys: list[str]) -> pl.LazyFrame:
@@ -362,16 +361,10 @@ def daily_floor(cfg) -> dict:
         return [(day - dt.timedelta(days=k)).isoformat() for k in range(n, 0, -1)]
 
     def ingest(name: str, horizon: int | None) -> pl.DataFrame:
-        path = cfg.paths.landing / name / src[name].file_name(day)
-        content = path.read_bytes()
-        facts = FileFacts.of(name, path, cfg.paths.landing, content, day)
-        loaded = load_landing_file(path, src[name], day, horizon, policy, content=content)
-        now = dt.datetime.now(dt.UTC)
-        tables.write(LOG_TABLE, {facts.log_key: log_row(facts, loaded, None, "floor", now)})
-        tables.write(
-            QUARANTINE_TABLE, {facts.partition_key: quarantine_rows(facts, loaded, "floor", now)}
+        ingested = ingest_files(
+            landing, tables, src[name], [day], policy, horizon, run_id="floor", log=logger
         )
-        return loaded.rows
+        return ingested.frames[0]
 
     def stage(job: str):
         def wrap(body):
@@ -408,7 +401,7 @@ def daily_floor(cfg) -> dict:
     @stage("forecast_job")
     def _forecast():
         gate = scan("model_promotion", [(day - dt.timedelta(days=day.weekday())).isoformat()])
-        version = _champion_for(gate.collect(), read_overrides(tables), day)
+        version = serving_version(gate.collect(), read_overrides(tables), day, BASELINE_PREFIX)
         features = scan("demand_features", [key]).collect()
         started = time.perf_counter()
         frame = predict(load_booster(models.load(version)), features, version)

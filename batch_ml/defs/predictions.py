@@ -1,7 +1,5 @@
 """Stage `predictions`: daily batch forecasts written to the warehouse `predictions` view."""
 
-import datetime as dt
-
 import dagster as dg
 import polars as pl
 
@@ -18,7 +16,7 @@ from batch_ml.defs.promotion import OVERRIDES, read_overrides
 from batch_ml.defs.resources import ModelStore, TableStore
 from batch_ml.ml.drift import MIN_SERIES, PREDICTION, psi_table
 from batch_ml.ml.features import ID_COLUMNS, SERIES_KEYS
-from batch_ml.ml.promotion import champion_on, state_from_row
+from batch_ml.ml.promotion import UndecidedWeekError, serving_version
 from batch_ml.ml.training import BASELINE_PREFIX, load_booster, predict, predict_baseline
 
 GROUP = "predictions"
@@ -81,7 +79,10 @@ def build(b: BuildContext) -> list:
         frames = []
         with measured(len(context.partition_keys)) as cost:
             for day in partition_dates(context):
-                version = _champion_for(gate, overrides, day)
+                try:
+                    version = serving_version(gate, overrides, day, BASELINE_PREFIX)
+                except UndecidedWeekError as exc:
+                    raise dg.Failure(str(exc)) from exc
                 features = demand_features[day.isoformat()].collect()
                 if version.startswith(BASELINE_PREFIX):
                     frames.append(predict_baseline(features, version))
@@ -211,15 +212,3 @@ def build(b: BuildContext) -> list:
         )
 
     return [predictions, prediction_drift]
-
-
-def _champion_for(gate: pl.DataFrame, overrides: list, day: dt.date) -> str:
-    """The champion on `day`: the gate's state for its week, then overrides up to `day`."""
-    week = day - dt.timedelta(days=day.weekday())
-    rows = gate.filter(pl.col("model_week") == week)
-    if rows.is_empty():
-        raise dg.Failure(f"the gate has not decided week {week} yet (model_promotion)")
-    row = rows.row(0, named=True)
-    state = champion_on(day, state_from_row(row), week, overrides)
-    # Until a model beats the baselines, the week's best baseline forecasts (recorded as such).
-    return state.champion or f"{BASELINE_PREFIX}{row['fallback_baseline']}"

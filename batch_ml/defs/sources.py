@@ -1,6 +1,7 @@
 """Stage `sources`: one asset per landing source, validated against the data contract."""
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 
 import dagster as dg
@@ -69,23 +70,29 @@ def _quarantine_spec(asset: str) -> dg.AssetCheckSpec:
     )
 
 
+def run_id_of(context: dg.AssetExecutionContext) -> str:
+    try:
+        return context.run.run_id
+    except dg.DagsterError:  # invoked directly (tests), outside any run
+        return "direct"
+
+
 def ingest_files(
-    context: dg.AssetExecutionContext,
     landing: LandingZone,
     tables: TableStore,
     source: Source,
     days: list[dt.date | None],
     policy: QuarantinePolicy,
     horizon: int | None = None,
+    *,
+    run_id: str,
+    log: logging.Logger | dg.DagsterLogManager,
 ) -> Ingested:
     """Load and validate the source's file of each day; record every file read in the
-    ingestion log and the rows it drops in the quarantine table. Any file that breaks the
-    contract fails the step, after all files of the step were checked and logged."""
+    ingestion log (with `run_id`) and the rows it drops in the quarantine table. Any file
+    that breaks the contract fails the step, after all files of the step were checked and
+    logged. Quarantined rows are reported to `log` as a warning."""
     now = dt.datetime.now(dt.UTC)
-    try:
-        run_id = context.run.run_id
-    except dg.DagsterError:  # invoked directly (tests), outside any run
-        run_id = "direct"
     frames, missing, errors = [], [], []
     log: dict[str, pl.DataFrame] = {}
     quarantined: dict[str, pl.DataFrame] = {}
@@ -122,7 +129,7 @@ def ingest_files(
     by_rule = dict(rejected.group_by("rule").agg(pl.col("row").n_unique()).sort("rule").iter_rows())
     rows_quarantined = rejected.select("file", "row").n_unique() if rejected.height else 0
     if rows_quarantined:
-        context.log.warning(
+        log.warning(
             f"{source.name}: {rows_quarantined} row(s) sent to the quarantine table: {by_rule}"
         )
     return Ingested(frames, missing, rows_quarantined, by_rule)
@@ -163,7 +170,15 @@ def build(b: BuildContext) -> list:
     def sales(context: dg.AssetExecutionContext, landing: LandingZone, tables: TableStore):
         with measured(len(context.partition_keys)) as cost:
             days = partition_dates(context)
-            ingested = ingest_files(context, landing, tables, src["sales"], days, policy)
+            ingested = ingest_files(
+                landing,
+                tables,
+                src["sales"],
+                days,
+                policy,
+                run_id=run_id_of(context),
+                log=context.log,
+            )
             if ingested.missing:
                 raise dg.Failure(
                     f"sales: no landing file for {len(ingested.missing)} day(s) "
@@ -212,7 +227,16 @@ def build(b: BuildContext) -> list:
     def plans(context: dg.AssetExecutionContext, landing: LandingZone, tables: TableStore):
         with measured(len(context.partition_keys)) as cost:
             days = partition_dates(context)
-            ingested = ingest_files(context, landing, tables, src["plans"], days, policy, horizon)
+            ingested = ingest_files(
+                landing,
+                tables,
+                src["plans"],
+                days,
+                policy,
+                horizon,
+                run_id=run_id_of(context),
+                log=context.log,
+            )
             published = [d for d in days if d not in ingested.missing]
             frame = pl.concat(
                 [
@@ -253,7 +277,9 @@ def build(b: BuildContext) -> list:
         def _static(context: dg.AssetExecutionContext, landing: LandingZone, tables: TableStore):
             source = src[name]
             path = landing_path(landing.path, source)
-            ingested = ingest_files(context, landing, tables, source, [None], policy)
+            ingested = ingest_files(
+                landing, tables, source, [None], policy, run_id=run_id_of(context), log=context.log
+            )
             if ingested.missing:
                 context.log.warning(f"{path} not found: {name} is optional, stored empty")
                 frame = empty_frame(source)

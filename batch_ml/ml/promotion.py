@@ -172,3 +172,22 @@ def champion_on(
     """Champion of forecast day `day`: the gate's state for its week `week`, then the
     overrides effective after the week's start up to `day`."""
     return apply_overrides(week_state, overrides, after=week, upto=day)
+
+
+class UndecidedWeekError(LookupError):
+    """The gate has no decision for the week of a forecast day yet."""
+
+
+def serving_version(
+    gate: pl.DataFrame, overrides: Iterable[Override], day: dt.date, baseline_prefix: str
+) -> str:
+    """The model that serves forecast day `day`: the gate's champion for its week, then the
+    overrides up to `day`; until a model beats the baselines, the week's best baseline
+    (`<baseline_prefix><method>`)."""
+    week = day - dt.timedelta(days=day.weekday())
+    rows = gate.filter(pl.col("model_week") == week)
+    if rows.is_empty():
+        raise UndecidedWeekError(f"the gate has not decided week {week} yet (model_promotion)")
+    row = rows.row(0, named=True)
+    state = champion_on(day, state_from_row(row), week, overrides)
+    return state.champion or f"{baseline_prefix}{row['fallback_baseline']}"
