@@ -7,6 +7,10 @@ UV_VERSION := 0.13.8
 VENV := .venv
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export UV_PYTHON := $(PYTHON)
+# Installed packages get their .pyc at install time: where PYTHONDONTWRITEBYTECODE is set (as
+# here and in many container images) every process would otherwise compile dagster's
+# sources again (`import dagster` 2.2-2.9 s without, 1.3 s with; every run worker pays it).
+export UV_COMPILE_BYTECODE := 1
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 

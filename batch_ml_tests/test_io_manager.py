@@ -50,3 +50,30 @@ def test_partitioned_input_as_one_scan_or_one_scan_per_partition(tmp_path):
         resources=resources,
     )
     assert result.success
+
+
+@dg.asset(partitions_def=DAILY, metadata={"partition_column": "day"})
+def mislabelled(context: dg.AssetExecutionContext) -> pl.DataFrame:
+    # Partition 2025-01-05 returns, besides its own rows, one row of another day.
+    day = dt.date.fromisoformat(context.partition_key)
+    return pl.DataFrame({"day": [day, day, dt.date(2025, 1, 9)], "n": [1, 2, 3]})
+
+
+def test_rows_outside_the_runs_partition_are_refused_and_nothing_is_written(tmp_path):
+    io = ParquetTableIOManager(
+        tables_root=str(tmp_path / "tables"), warehouse_path=str(tmp_path / "w.duckdb")
+    )
+    result = dg.materialize(
+        [mislabelled],
+        partition_key="2025-01-05",
+        resources={"io_manager": io},
+        raise_on_error=False,
+    )
+    assert not result.success
+    error = str(result.get_step_failure_events()[0].event_specific_data.error.cause)
+    assert "['2025-01-09'] outside the run's partitions 2025-01-05..2025-01-05" in error
+    assert io._store().table("mislabelled").partitions() == []
+
+    # Every row in the run's one partition: stored as it is.
+    assert dg.materialize([counts], partition_key="2025-01-05", resources={"io_manager": io})
+    assert io._store().table("counts").read(["2025-01-05"])["n"].to_list() == [0, 1, 2, 3, 4]

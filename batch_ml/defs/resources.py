@@ -165,6 +165,11 @@ def _split_by_partition(
     name: str, obj: pl.DataFrame | pl.LazyFrame, column: str, keys: list[str]
 ) -> dict[str, pl.DataFrame]:
     frame = obj.collect() if isinstance(obj, pl.LazyFrame) else obj
+    if len(keys) == 1 and frame[column].null_count() == 0:
+        # One partition (every daily run): no copy when every row is in it.
+        days = frame[column].unique()
+        if days.is_empty() or (len(days) == 1 and days[0].isoformat() == keys[0]):
+            return {keys[0]: frame}
     parts = {
         k[0].isoformat(): v
         for k, v in frame.partition_by(column, as_dict=True, maintain_order=True).items()
