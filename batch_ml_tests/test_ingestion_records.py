@@ -1,5 +1,7 @@
 """Ingestion through Dagster: the ingestion log, the quarantine table and their metadata."""
 
+import logging
+
 import dagster as dg
 import duckdb
 import polars as pl
@@ -56,6 +58,10 @@ def test_quarantined_rows_are_kept_with_the_reason_and_shown_in_metadata_and_che
             c for c in result.get_asset_check_evaluations() if c.check_name == "no_quarantined_rows"
         )
         assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+        warnings = [
+            e.message for e in instance.all_logs(result.run_id) if e.level == logging.WARNING
+        ]
+        assert any("sales: 2 row(s) sent to the quarantine table" in w for w in warnings)
 
     with duckdb.connect(str(cfg.paths.warehouse), read_only=True) as con:
         quarantine = con.execute(

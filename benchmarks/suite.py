@@ -362,7 +362,7 @@ def daily_floor(cfg) -> dict:
 
     def ingest(name: str, horizon: int | None) -> pl.DataFrame:
         ingested = ingest_files(
-            landing, tables, src[name], [day], policy, horizon, run_id="floor", log=logger
+            landing, tables, src[name], [day], policy, horizon, run_id="floor", logger=logger
         )
         return ingested.frames[0]
 

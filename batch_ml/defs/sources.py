@@ -86,12 +86,12 @@ def ingest_files(
     horizon: int | None = None,
     *,
     run_id: str,
-    log: logging.Logger | dg.DagsterLogManager,
+    logger: logging.Logger | dg.DagsterLogManager,
 ) -> Ingested:
     """Load and validate the source's file of each day; record every file read in the
     ingestion log (with `run_id`) and the rows it drops in the quarantine table. Any file
     that breaks the contract fails the step, after all files of the step were checked and
-    logged. Quarantined rows are reported to `log` as a warning."""
+    logged. Quarantined rows are reported to `logger` as a warning."""
     now = dt.datetime.now(dt.UTC)
     frames, missing, errors = [], [], []
     log: dict[str, pl.DataFrame] = {}
@@ -129,7 +129,7 @@ def ingest_files(
     by_rule = dict(rejected.group_by("rule").agg(pl.col("row").n_unique()).sort("rule").iter_rows())
     rows_quarantined = rejected.select("file", "row").n_unique() if rejected.height else 0
     if rows_quarantined:
-        log.warning(
+        logger.warning(
             f"{source.name}: {rows_quarantined} row(s) sent to the quarantine table: {by_rule}"
         )
     return Ingested(frames, missing, rows_quarantined, by_rule)
@@ -177,7 +177,7 @@ def build(b: BuildContext) -> list:
                 days,
                 policy,
                 run_id=run_id_of(context),
-                log=context.log,
+                logger=context.log,
             )
             if ingested.missing:
                 raise dg.Failure(
@@ -235,7 +235,7 @@ def build(b: BuildContext) -> list:
                 policy,
                 horizon,
                 run_id=run_id_of(context),
-                log=context.log,
+                logger=context.log,
             )
             published = [d for d in days if d not in ingested.missing]
             frame = pl.concat(
@@ -278,7 +278,13 @@ def build(b: BuildContext) -> list:
             source = src[name]
             path = landing_path(landing.path, source)
             ingested = ingest_files(
-                landing, tables, source, [None], policy, run_id=run_id_of(context), log=context.log
+                landing,
+                tables,
+                source,
+                [None],
+                policy,
+                run_id=run_id_of(context),
+                logger=context.log,
             )
             if ingested.missing:
                 context.log.warning(f"{path} not found: {name} is optional, stored empty")
