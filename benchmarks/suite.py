@@ -903,8 +903,10 @@ def summary_table(report: dict) -> str:
         rows.append(
             f"| full-graph backfill, {bf['days']} days, {bf['series']:,} series, through the "
             f"daemon | batched {_fmt(bf['batched_wall_s'])} s ({bf['batched_runs']} runs, "
-            f"`[backfill]` {bf['batched_days_per_run']} days / {bf['batched_weeks_per_run']} "
-            f"weeks per run; compute floor {_fmt(bf['compute_floor_s'])} s); "
+            # .get: a bench.json written before these keys existed still renders.
+            f"`[backfill]` {bf.get('batched_days_per_run', 31)} days / "
+            f"{bf.get('batched_weeks_per_run', 8)} weeks per run; compute floor "
+            f"{_fmt(bf.get('compute_floor_s'))} s); "
             f"one run per partition ({bf['per_partition_executor']} executor) measured on "
             f"{bf['per_partition_days']} days, **extrapolated** to "
             f"{bf['per_partition_extrapolated_runs']:,} runs: "
