@@ -760,7 +760,8 @@ def backfill_summary(report: dict, name: str) -> dict:
 
 
 def machine() -> dict:
-    dirty = facts.uncommitted(["batch_ml", "benchmarks"])
+    # The results the run itself writes do not make the code dirty.
+    dirty = facts.uncommitted(["batch_ml", "benchmarks", ":(exclude)benchmarks/results"])
     return {
         **facts.machine(),
         "loadavg_at_start": facts.loadavg(),
