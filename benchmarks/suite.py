@@ -350,7 +350,7 @@ def daily_floor(cfg) -> dict:
     tables = TableStore(tables_root=str(cfg.paths.tables), warehouse_path=str(cfg.paths.warehouse))
     models = ModelStore(root=str(cfg.paths.models))
     landing = LandingZone(root=str(cfg.paths.landing))
-    policy = QuarantinePolicy(frozenset(cfg.ingest.quarantine), cfg.ingest.max_quarantined_fraction)
+    policy = QuarantinePolicy.from_config(cfg.ingest)
     logger = logging.getLogger("batch_ml.bench.floor")
     stages, steps = {}, {}
 

@@ -138,9 +138,20 @@ def ingest_files(
 def build(b: BuildContext) -> list:
     horizon = b.cfg.forecast.horizon
     src = b.sources
-    policy = QuarantinePolicy(
-        frozenset(b.cfg.ingest.quarantine), b.cfg.ingest.max_quarantined_fraction
-    )
+    policy = QuarantinePolicy.from_config(b.cfg.ingest)
+
+    def ingest(context, landing, tables, source, days, horizon=None) -> Ingested:
+        """ingest_files under the project's policy, logged to the step's run."""
+        return ingest_files(
+            landing,
+            tables,
+            source,
+            days,
+            policy,
+            horizon,
+            run_id=run_id_of(context),
+            logger=context.log,
+        )
 
     @dg.asset(
         name="sales",
@@ -170,15 +181,7 @@ def build(b: BuildContext) -> list:
     def sales(context: dg.AssetExecutionContext, landing: LandingZone, tables: TableStore):
         with measured(len(context.partition_keys)) as cost:
             days = partition_dates(context)
-            ingested = ingest_files(
-                landing,
-                tables,
-                src["sales"],
-                days,
-                policy,
-                run_id=run_id_of(context),
-                logger=context.log,
-            )
+            ingested = ingest(context, landing, tables, src["sales"], days)
             if ingested.missing:
                 raise dg.Failure(
                     f"sales: no landing file for {len(ingested.missing)} day(s) "
@@ -227,16 +230,7 @@ def build(b: BuildContext) -> list:
     def plans(context: dg.AssetExecutionContext, landing: LandingZone, tables: TableStore):
         with measured(len(context.partition_keys)) as cost:
             days = partition_dates(context)
-            ingested = ingest_files(
-                landing,
-                tables,
-                src["plans"],
-                days,
-                policy,
-                horizon,
-                run_id=run_id_of(context),
-                logger=context.log,
-            )
+            ingested = ingest(context, landing, tables, src["plans"], days, horizon)
             published = [d for d in days if d not in ingested.missing]
             frame = pl.concat(
                 [
@@ -277,15 +271,7 @@ def build(b: BuildContext) -> list:
         def _static(context: dg.AssetExecutionContext, landing: LandingZone, tables: TableStore):
             source = src[name]
             path = landing_path(landing.path, source)
-            ingested = ingest_files(
-                landing,
-                tables,
-                source,
-                [None],
-                policy,
-                run_id=run_id_of(context),
-                logger=context.log,
-            )
+            ingested = ingest(context, landing, tables, source, [None])
             if ingested.missing:
                 context.log.warning(f"{path} not found: {name} is optional, stored empty")
                 frame = empty_frame(source)

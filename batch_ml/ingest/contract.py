@@ -18,7 +18,7 @@ from pathlib import Path
 import dataframely as dy
 import polars as pl
 
-from batch_ml.config import FeatureConfig
+from batch_ml.config import FeatureConfig, IngestConfig
 
 SERIES_KEYS = ("store_id", "item_id")
 TARGET = "units"
@@ -208,6 +208,11 @@ class QuarantinePolicy:
             raise ValueError(f"unknown quarantine rule(s) {unknown}; known: {list(ROW_RULES)}")
         if not 0.0 <= self.max_fraction <= 1.0:
             raise ValueError(f"max_fraction must be within [0, 1], got {self.max_fraction}")
+
+    @staticmethod
+    def from_config(ingest: IngestConfig) -> QuarantinePolicy:
+        """The project's policy (`[ingest] quarantine`, `max_quarantined_fraction`)."""
+        return QuarantinePolicy(frozenset(ingest.quarantine), ingest.max_quarantined_fraction)
 
 
 STRICT = QuarantinePolicy()
