@@ -63,7 +63,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from benchmarks.facts import git, loadavg, version
+from batch_ml.config import BackfillConfig
+from benchmarks.facts import git, loadavg, uncommitted, version
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "backfill.json"
@@ -318,10 +319,10 @@ def new_project(
     days: int,
     stores: int = N_STORES,
     items: int = N_ITEMS,
-    chunks: tuple[int, int] | None = None,
+    backfill: dict[str, int] | None = None,
 ) -> tuple[Path, object, Path]:
     """A demo project config in `folder` with its landing files, and a fresh DAGSTER_HOME.
-    `chunks` = the project's `[backfill]` (days_per_run, weeks_per_run); None: the defaults."""
+    `backfill`: the project's `[backfill]` settings that differ from the defaults."""
     from batch_ml.config import load_config
     from batch_ml.demo.simulator import spec_from_config, write_landing
     from batch_ml_tests.conftest import write_config
@@ -329,12 +330,22 @@ def new_project(
 
     folder.mkdir(parents=True)
     config = write_config(folder, start=START, days=days, n_stores=stores, n_items=items)
-    if chunks:
+    if backfill:
         with config.open("a") as f:
-            f.write(f"\n[backfill]\ndays_per_run = {chunks[0]}\nweeks_per_run = {chunks[1]}\n")
+            f.write("\n[backfill]\n" + "".join(f"{k} = {v}\n" for k, v in backfill.items()))
     cfg = load_config(config)
     write_landing(spec_from_config(cfg), cfg.paths.landing)
     return config, cfg, dagster_home(folder / "dagster_home")
+
+
+def batched_chunks(params: dict) -> tuple[int, int]:
+    """Days and weeks per run of the batched arm; reports written before they were recorded
+    ran with the project defaults."""
+    default = BackfillConfig()
+    return (
+        params.get("batched_days_per_run", default.days_per_run),
+        params.get("batched_weeks_per_run", default.weeks_per_run),
+    )
 
 
 def partition_counts(cfg) -> dict[str, int | None]:
@@ -758,6 +769,7 @@ def markdown(report: dict) -> str:
             f"busy-throughput one, {r['linear']:.1f}x with the linear one. Target at least 20x "
             f"(conservative): **{met(r['saturated_queue'])}**.",
         ]
+    days_per_run, weeks_per_run = batched_chunks(p)
     lines += [
         f"- Batched wall over the compute floor: {b['wall_seconds'] / f['seconds']:.1f}x.",
         "",
@@ -767,9 +779,8 @@ def markdown(report: dict) -> str:
         "with `allPartitions: "
         "true` (a single asset backfill spans the daily, weekly, forecast-daily, "
         "evaluation-daily and unpartitioned assets), with the project's BackfillPolicy "
-        f"(`[backfill]` days_per_run {p.get('batched_days_per_run', 31)}, weeks_per_run "
-        f"{p.get('batched_weeks_per_run', 8)}: multi_run of that many days, model weeks) and "
-        "code location (workspace.yaml, in-process "
+        f"(`[backfill]` days_per_run {days_per_run}, weeks_per_run {weeks_per_run}: multi_run "
+        "of that many days, model weeks) and code location (workspace.yaml, in-process "
         f"executor: {b['runs_with_step_subprocesses']} of its runs launched a step subprocess). "
         f"Status {b['status']}. Runs by asset group: "
         + "; ".join(f"{g}: {n}" for g, n in b["runs_by_asset_group"].items())
@@ -1061,7 +1072,7 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     git_head = git("rev-parse", "HEAD")
-    batch_ml_dirty = bool(git("status", "--porcelain", "--", "batch_ml"))
+    batch_ml_dirty = uncommitted(["batch_ml"])
     tmp = Path(tempfile.mkdtemp(prefix="bench_backfill_"))
     log(f"temporary folder {tmp}; load average {machine['loadavg_at_start']}")
 
@@ -1084,14 +1095,20 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. Batched: the project's code location, one backfill of everything.
     batched, batched_cfg = None, floor_cfg
-    defaults = floor_cfg.backfill
-    chunks = (
-        args.days_per_run or defaults.days_per_run,
-        args.weeks_per_run or defaults.weeks_per_run,
-    )
     if not args.skip_batched:
         batched_config, batched_cfg, batched_home = new_project(
-            tmp / "batched", args.days, args.stores, args.items, chunks
+            tmp / "batched",
+            args.days,
+            args.stores,
+            args.items,
+            {
+                k: v
+                for k, v in (
+                    ("days_per_run", args.days_per_run),
+                    ("weeks_per_run", args.weeks_per_run),
+                )
+                if v
+            },
         )
         batched = run_backfill(
             "batched",
@@ -1111,7 +1128,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = all(s == "COMPLETED_SUCCESS" for s in statuses)
     created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     total = round(time.perf_counter() - started, 1)
-    batch_ml_dirty_at_end = bool(git("status", "--porcelain", "--", "batch_ml"))
+    batch_ml_dirty_at_end = uncommitted(["batch_ml"])
     arm |= {
         "command": command,
         "created_utc": created,

@@ -726,6 +726,9 @@ def section_backfill(per_partition_days: int) -> dict:
 
 def backfill_summary(report: dict, name: str) -> dict:
     """The headline figures of a benchmarks.backfill report (all of it is in `name`)."""
+    from benchmarks.backfill import batched_chunks
+
+    days_per_run, weeks_per_run = batched_chunks(report["params"])
     batched = report.get("batched") or {}
     arms = report.get("per_partition") or {}
     arm = arms.get("multiprocess") or next(iter(arms.values()), {})
@@ -735,8 +738,8 @@ def backfill_summary(report: dict, name: str) -> dict:
         "days": report["params"]["days"],
         "series": report["params"]["stores"] * report["params"]["items"],
         "succeeded": report.get("all_backfills_succeeded"),
-        "batched_days_per_run": report["params"].get("batched_days_per_run", 31),
-        "batched_weeks_per_run": report["params"].get("batched_weeks_per_run", 8),
+        "batched_days_per_run": days_per_run,
+        "batched_weeks_per_run": weeks_per_run,
         "compute_floor_stage_s": (report.get("compute_floor") or {}).get("stage_seconds"),
         "batched_wall_s": batched.get("wall_seconds"),
         "batched_runs": batched.get("runs"),
@@ -846,6 +849,8 @@ def _machine_line(m: dict) -> str:
 
 
 def summary_table(report: dict) -> str:
+    from benchmarks.backfill import batched_chunks
+
     """The short table for the README: one line per figure the issue asks for."""
     sections = report["sections"]
     rows = ["| figure | result | target |", "|---|---|---|"]
@@ -901,12 +906,12 @@ def summary_table(report: dict) -> str:
                 )
     bf = sections.get("backfill")
     if bf:
+        # A bench.json written before the chunks were recorded still renders.
+        days_per_run, weeks_per_run = batched_chunks(bf)
         rows.append(
             f"| full-graph backfill, {bf['days']} days, {bf['series']:,} series, through the "
             f"daemon | batched {_fmt(bf['batched_wall_s'])} s ({bf['batched_runs']} runs, "
-            # .get: a bench.json written before these keys existed still renders.
-            f"`[backfill]` {bf.get('batched_days_per_run', 31)} days / "
-            f"{bf.get('batched_weeks_per_run', 8)} weeks per run; compute floor "
+            f"`[backfill]` {days_per_run} days / {weeks_per_run} weeks per run; compute floor "
             f"{_fmt(bf.get('compute_floor_s'))} s); "
             f"one run per partition ({bf['per_partition_executor']} executor) measured on "
             f"{bf['per_partition_days']} days, **extrapolated** to "
