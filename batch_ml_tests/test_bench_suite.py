@@ -44,8 +44,14 @@ def test_scale_section_measures_dagster_and_floor_doing_the_same_work(tmp_path):
             assert set(stages) == {"ingest_job", "forecast_job", "evaluation_job"}
             assert all(s["peak_rss_mb"]["median"] > 50 for s in stages.values())
         assert daily["floor"]["steps"]["inference"]["rows"] == predictions
+        # Dagster's event log cost is attributed: at least the six assets' planned and
+        # materialization events, and part of the Dagster path's time, not more.
+        stored = daily["dagster"]["event_store"]
+        assert stored["events"] >= 2 * len(daily["outputs"])
+        assert 0 < stored["seconds"]["median"] < daily["dagster"]["seconds"]["median"]
         assert daily["ratio_dagster_over_floor"] > 0
     assert set(scale["throughput"]) >= {"features_1_day", "training", "inference"}
     assert scale["memory_3y_over_1y"] > 0
     markdown = out.with_suffix(".md").read_text()
     assert "daily incremental run, 20 series" in markdown and "**NO**" not in markdown
+    assert "Dagster's share: 3y: the Dagster path took" in markdown
