@@ -795,7 +795,7 @@ def main(argv: list[str] | None = None) -> int:
         default=["scale", "storage", "backfill"],
     )
     parser.add_argument("--scales", nargs="+", choices=list(SCALES), default=list(DEFAULT_SCALES))
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--backfill-per-partition-days", type=int, default=7)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--keep", action="store_true", help="keep the generated data")
