@@ -45,7 +45,7 @@ ui: setup
 clean:
 	rm -rf data .dagster_home
 
-## The benchmark suite (not part of `make test`, about 55 minutes on 2 cores): daily incremental
+## The benchmark suite (not part of `make test`, about 65 minutes on 2 cores): daily incremental
 ## run vs its compute floor at 1k and 30k series, memory at 1 and 3 years of history,
 ## feature/training/inference throughput, storage, full-graph backfill. Writes
 ## benchmarks/results/bench.{json,md} and the README table. One part:
