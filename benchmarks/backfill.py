@@ -64,7 +64,7 @@ from pathlib import Path
 import dagster as dg
 
 from batch_ml.config import BackfillConfig
-from benchmarks.event_store import event_store_cost
+from benchmarks.event_store import STORAGE, event_store_cost
 from benchmarks.facts import git, loadavg, uncommitted, version
 
 REPO = Path(__file__).resolve().parents[1]
@@ -348,10 +348,9 @@ def floor_event_store(floor: dict) -> str:
     top = sorted(ev["by_type"].items(), key=lambda kv: -kv[1][1])[:3]
     return (
         f" Of the floor's {fmt_s(floor['seconds'])}, {fmt_s(ev['seconds'])} went to storing its "
-        f"{ev['events']:,} run events in the instance's SQLite event log (Dagster's "
-        "`SqliteEventLogStorage.store_event`: one record per partition materialized and planned; "
+        f"{ev['events']:,} run events in the instance's SQLite event log ({STORAGE}); "
         + ", ".join(f"{k} {n:,} in {s:.0f} s" for k, (n, s) in top)
-        + ")."
+        + "."
     )
 
 
