@@ -22,9 +22,15 @@ STORAGE = (
 
 @dataclass
 class EventStoreCost:
-    events: int = 0
-    seconds: float = 0.0
     by_type: dict[str, list] = field(default_factory=dict)  # type -> [events, seconds]
+
+    @property
+    def events(self) -> int:
+        return sum(n for n, _ in self.by_type.values())
+
+    @property
+    def seconds(self) -> float:
+        return sum(s for _, s in self.by_type.values())
 
     def as_dict(self) -> dict:
         return {
@@ -52,8 +58,6 @@ def event_store_cost() -> Iterator[EventStoreCost]:
             entry = cost.by_type.setdefault(kind, [0, 0.0])
             entry[0] += 1
             entry[1] += seconds
-            cost.events += 1
-            cost.seconds += seconds
 
     SqliteEventLogStorage.store_event = store_event
     try:

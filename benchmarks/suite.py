@@ -856,9 +856,9 @@ def _machine_line(m: dict) -> str:
 
 
 def summary_table(report: dict) -> str:
+    """The short table for the README: one line per figure the issue asks for."""
     from benchmarks.backfill import batched_chunks
 
-    """The short table for the README: one line per figure the issue asks for."""
     sections = report["sections"]
     rows = ["| figure | result | target |", "|---|---|---|"]
     for name, sc in sections.get("scale", {}).items():
