@@ -337,7 +337,7 @@ def daily_floor(cfg) -> dict:
     from batch_ml.defs.predictions import DRIFT_SCHEMA, KEYS
     from batch_ml.defs.promotion import read_overrides
     from batch_ml.defs.resources import LandingZone, ModelStore, TableStore
-    from batch_ml.defs.sources import ingest_files
+    from batch_ml.defs.sources import commit_ingestion, ingest_files
     from batch_ml.ingest.contract import QuarantinePolicy, sources
     from batch_ml.ml.drift import PREDICTION, psi_table
     from batch_ml.ml.features import BASELINE_COLUMNS, SERIES_KEYS, build_features
@@ -362,11 +362,9 @@ def daily_floor(cfg) -> dict:
     def days_before(n: int) -> list[str]:
         return [(day - dt.timedelta(days=k)).isoformat() for k in range(n, 0, -1)]
 
-    def ingest(name: str, horizon: int | None) -> pl.DataFrame:
-        ingested = ingest_files(
-            landing, tables, src[name], [day], policy, horizon, run_id="floor", logger=logger
-        )
-        return ingested.frames[0]
+    def ingest(name: str, horizon: int | None, shape=lambda frame: frame) -> None:
+        ingested = ingest_files(landing, src[name], [day], policy, horizon, run_id="floor")
+        commit_ingestion(tables, name, {key: shape(ingested.frames[day])}, ingested, logger)
 
     def stage(job: str):
         def wrap(body):
@@ -379,8 +377,8 @@ def daily_floor(cfg) -> dict:
 
     @stage("ingest_job")
     def _ingest():
-        tables.write("sales", {key: ingest("sales", None)})
-        tables.write("plans", {key: ingest("plans", HORIZON).with_columns(plan_date=pl.lit(day))})
+        ingest("sales", None)
+        ingest("plans", HORIZON, lambda frame: frame.with_columns(plan_date=pl.lit(day)))
         started = time.perf_counter()
         frame = build_features(
             scan("sales", [*days_before(fc.lookback_days - 1), key]),

@@ -5,13 +5,22 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import get_origin
 
 import dagster as dg
 import polars as pl
 
-from batch_ml.storage.tables import NO_CHANGES, UNPARTITIONED, PartitionedTable, SchemaChanges
+from batch_ml.storage.tables import (
+    NO_CHANGES,
+    UNPARTITIONED,
+    PartitionedTable,
+    SchemaChangeError,
+    SchemaChanges,
+)
+from batch_ml.storage.transaction import Transaction, recover, transaction
 from batch_ml.storage.warehouse import ensure_views
 
 
@@ -72,7 +81,22 @@ class TableStore(dg.ConfigurableResource):
     warehouse_path: str
 
     def table(self, name: str) -> PartitionedTable:
+        """A table to read, after finishing any transaction a killed writer committed."""
+        recover(Path(self.tables_root))
         return PartitionedTable(Path(self.tables_root), name)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """Writes to several tables that become visible together on `commit()` (or not at
+        all); each table gets its warehouse view once committed."""
+        root = Path(self.tables_root)
+        recover(root)  # before sweeping: a committed journal's staged files are not stale
+        with transaction(root) as txn:
+            yield txn
+        for name in txn.tables:
+            PartitionedTable(root, name).sweep_stale_tmp()
+        if txn.committed:
+            ensure_views(Path(self.warehouse_path), root, list(txn.tables))
 
     def write(
         self,
@@ -80,11 +104,10 @@ class TableStore(dg.ConfigurableResource):
         frames: dict[str, pl.DataFrame | pl.LazyFrame],
         changes: SchemaChanges = NO_CHANGES,
     ) -> PartitionedTable:
-        table = self.table(name)
-        table.sweep_stale_tmp()
-        for key, frame in frames.items():
-            table.write(key, frame, changes)
-        ensure_views(Path(self.warehouse_path), Path(self.tables_root), [name])
+        """Replace partitions of one table, all of them at once."""
+        with self.transaction() as txn:
+            table = txn.write(name, frames, changes)
+            txn.commit()
         return table
 
 
@@ -119,18 +142,12 @@ class ParquetTableIOManager(dg.ConfigurableIOManager):
                 frames = {keys[0]: obj}  # streamed to disk, never held in memory whole
             else:
                 frames = _split_by_partition(name, obj, metadata["partition_column"], keys)
-        table = self._store().write(name, frames, changes)
-        schema = table.schema()
-        rows = table.scan(frames).select(pl.len()).collect().item()
-        context.add_output_metadata(
-            {
-                "dagster/row_count": rows,
-                "dagster/column_schema": table_schema(schema),
-                "partitions_written": len(frames),
-                "table": dg.MetadataValue.path(str(table.folder)),
-                "warehouse_view": table.name,
-            }
-        )
+        try:
+            table = self._store().write(name, frames, changes)
+        except SchemaChangeError as exc:
+            # The same frame would fail again: a code or contract change is needed.
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        context.add_output_metadata(table_metadata(table, list(frames)))
 
     def load_input(self, context: dg.InputContext) -> pl.LazyFrame | dict[str, pl.LazyFrame]:
         """One LazyFrame over the upstream partitions; or, for an input annotated
@@ -181,6 +198,18 @@ def _split_by_partition(
             f"{keys[0]}..{keys[-1]}"
         )
     return {key: parts.get(key, frame.clear()) for key in keys}
+
+
+def table_metadata(table: PartitionedTable, keys: list[str]) -> dict:
+    """What the UI shows of a stored output: rows of the written partitions, the schema, the
+    table's folder and its warehouse view."""
+    return {
+        "dagster/row_count": table.scan(keys).select(pl.len()).collect().item(),
+        "dagster/column_schema": table_schema(table.schema()),
+        "partitions_written": len(keys),
+        "table": dg.MetadataValue.path(str(table.folder)),
+        "warehouse_view": table.name,
+    }
 
 
 def table_schema(schema: pl.Schema) -> dg.TableSchema:

@@ -3,13 +3,14 @@
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
 from batch_ml.defs.common import OWNERS, TRANSIENT_RETRY, BuildContext, measured
 from batch_ml.defs.partitions import partition_dates
-from batch_ml.defs.resources import LandingZone, TableStore
+from batch_ml.defs.resources import LandingZone, TableStore, table_metadata
 from batch_ml.ingest.contract import (
     SERIES_KEYS,
     ContractViolation,
@@ -18,7 +19,7 @@ from batch_ml.ingest.contract import (
     empty_frame,
     load_landing_file,
 )
-from batch_ml.ingest.landing import file_problem, landing_path
+from batch_ml.ingest.landing import content_hash, file_problem, landing_path
 from batch_ml.ingest.records import (
     LOG_TABLE,
     QUARANTINE_SCHEMA,
@@ -27,6 +28,7 @@ from batch_ml.ingest.records import (
     log_row,
     quarantine_rows,
 )
+from batch_ml.storage.tables import UNPARTITIONED, PartitionedTable, SchemaChangeError
 
 GROUP = "sources"
 
@@ -43,10 +45,29 @@ def _key_check(asset: str, frame: pl.DataFrame, keys: tuple[str, ...]) -> dg.Ass
 
 @dataclass
 class Ingested:
-    frames: list[pl.DataFrame]
+    """What one step read and validated, not yet stored (see `commit_ingestion`)."""
+
+    source: str
+    frames: dict[dt.date | None, pl.DataFrame]  # accepted rows of each day with a valid file
     missing: list[dt.date | None]
-    rows_quarantined: int
-    quarantined_by_rule: dict[str, int]
+    read: list[tuple[FileFacts, Path]]  # every file read (valid or not), in order
+    log: dict[str, pl.DataFrame]
+    quarantined: dict[str, pl.DataFrame]
+    errors: list[str]
+    read_at: dt.datetime  # before the first byte was read: the log rows' `ingested_at`
+    run_id: str
+
+    @property
+    def rows_quarantined(self) -> int:
+        rejected = pl.concat([pl.DataFrame(schema=QUARANTINE_SCHEMA), *self.quarantined.values()])
+        return rejected.select("file", "row").n_unique() if rejected.height else 0
+
+    @property
+    def quarantined_by_rule(self) -> dict[str, int]:
+        rejected = pl.concat([pl.DataFrame(schema=QUARANTINE_SCHEMA), *self.quarantined.values()])
+        return dict(
+            rejected.group_by("rule").agg(pl.col("row").n_unique()).sort("rule").iter_rows()
+        )
 
 
 def _quarantine_check(asset: str, ingested: Ingested) -> dg.AssetCheckResult:
@@ -79,60 +100,153 @@ def run_id_of(context: dg.AssetExecutionContext) -> str:
 
 def ingest_files(
     landing: LandingZone,
-    tables: TableStore,
     source: Source,
     days: list[dt.date | None],
     policy: QuarantinePolicy,
     horizon: int | None = None,
     *,
     run_id: str,
-    logger: logging.Logger | dg.DagsterLogManager,
 ) -> Ingested:
-    """Load and validate the source's file of each day; record every file read in the
-    ingestion log (with `run_id`) and the rows it drops in the quarantine table. Any file
-    that breaks the contract fails the step, after all files of the step were checked and
-    logged. Quarantined rows are reported to `logger` as a warning."""
-    now = dt.datetime.now(dt.UTC)
-    frames, missing, errors = [], [], []
+    """Read and validate the source's file of each day, and prepare the ingestion-log row of
+    every file read and the quarantine rows of every valid one. Nothing is written here:
+    `commit_ingestion` stores the data and these records together."""
+    read_at = dt.datetime.now(dt.UTC)
+    frames, missing, errors, read = {}, [], [], []
     log: dict[str, pl.DataFrame] = {}
     quarantined: dict[str, pl.DataFrame] = {}
     for day in days:
         path = landing_path(landing.path, source, day)
-        if not path.exists():
+        # A dangling symlink does not `exist`, but a file was delivered: it must fail, not
+        # read as "no file".
+        if not (path.exists() or path.is_symlink()):
             missing.append(day)
             continue
         problem = file_problem(landing.path, path)
         content = b"" if problem else path.read_bytes()
         facts = FileFacts.of(source.name, path, landing.path, content, day)
+        read.append((facts, path))
         try:
             if problem:
                 raise ContractViolation(path, [problem])
             loaded = load_landing_file(path, source, day, horizon, policy, content=content)
         except ContractViolation as exc:
             errors.append(str(exc))
-            log[facts.log_key] = log_row(facts, None, str(exc), run_id, now)
+            log[facts.log_key] = log_row(facts, None, str(exc), run_id, read_at)
             continue
-        log[facts.log_key] = log_row(facts, loaded, None, run_id, now)
-        quarantined[facts.partition_key] = quarantine_rows(facts, loaded, run_id, now)
-        frames.append(loaded.rows)
-    tables.write(LOG_TABLE, log)
-    if quarantined:
-        tables.write(QUARANTINE_TABLE, quarantined)
-    if errors:
+        log[facts.log_key] = log_row(facts, loaded, None, run_id, read_at)
+        quarantined[facts.partition_key] = quarantine_rows(facts, loaded, run_id, read_at)
+        frames[day] = loaded.rows
+    return Ingested(source.name, frames, missing, read, log, quarantined, errors, read_at, run_id)
+
+
+class Superseded(Exception):
+    """Newer content of a file this step read was delivered or stored before it committed."""
+
+    def __init__(self, stale: list[tuple[FileFacts, str]]):
+        self.stale = stale
+        super().__init__(
+            "; ".join(f"{facts.file}@{facts.sha256[:12]}: {why}" for facts, why in stale)
+        )
+
+
+def _newer_content(tables: TableStore, ingested: Ingested) -> list[tuple[FileFacts, str]]:
+    """Files whose content this step read is no longer the newest for its day: the landing
+    file changed since, or another run stored content it read later. Runs under the commit
+    lock, so nothing is stored between this check and the commit."""
+    log = PartitionedTable(Path(tables.tables_root), LOG_TABLE)
+    stored = log.partitions()
+    stale = []
+    for facts, path in ingested.read:
+        if path.is_file() and content_hash(path) != facts.sha256:
+            stale.append((facts, "the landing file changed after this run read it"))
+            continue
+        prefix = f"{facts.partition_key}_"
+        keys = [k for k in stored if k.startswith(prefix)]
+        if not keys:
+            continue
+        newer = log.read(keys).filter(
+            (pl.col("status") == "accepted")
+            & (pl.col("ingested_at") > ingested.read_at)
+            & (pl.col("sha256") != facts.sha256)
+        )
+        if newer.height:
+            run = newer.sort("ingested_at")["run_id"][-1]
+            stale.append((facts, f"run {run} stored content read after this run read its own"))
+    return stale
+
+
+def _accepted(log: PartitionedTable, key: str) -> bool:
+    if not log.path(key).exists():
+        return False
+    return log.read([key])["status"].eq("accepted").any()
+
+
+def commit_ingestion(
+    tables: TableStore,
+    asset: str,
+    partitions: dict[str, pl.DataFrame],
+    ingested: Ingested,
+    logger: logging.Logger | dg.DagsterLogManager,
+) -> None:
+    """Store the step's partitions of `asset`, the ingestion-log rows and the quarantine rows
+    in one transaction: the log says `accepted` exactly for what is stored.
+
+    - A file that breaks the contract stores nothing of the step; only the `failed` log rows
+      are recorded, and the step fails without retries (the file must be fixed).
+    - A file whose content is no longer the newest for its day when the step commits
+      (optimistic concurrency) stores nothing of the step either; its log row says
+      `superseded`, and the step fails with a retry, which reads the newest content.
+    """
+    failed = {k: v for k, v in ingested.log.items() if v["status"][0] == "failed"}
+    if ingested.errors:
+        with tables.transaction() as txn:
+            txn.write(LOG_TABLE, failed)
+            txn.commit()
         raise dg.Failure(
-            description=f"{len(errors)} {source.name} file(s) break the data contract:\n\n"
-            + "\n\n".join(errors),
-            metadata={"files_failed": len(errors), "files_read": len(log)},
+            description=f"{len(ingested.errors)} {ingested.source} file(s) break the data "
+            "contract; nothing of this run was stored:\n\n" + "\n\n".join(ingested.errors),
+            metadata={"files_failed": len(ingested.errors), "files_read": len(ingested.log)},
             allow_retries=False,  # the file must be fixed: retrying reads the same bytes
         )
-    rejected = pl.concat([pl.DataFrame(schema=QUARANTINE_SCHEMA), *quarantined.values()])
-    by_rule = dict(rejected.group_by("rule").agg(pl.col("row").n_unique()).sort("rule").iter_rows())
-    rows_quarantined = rejected.select("file", "row").n_unique() if rejected.height else 0
-    if rows_quarantined:
+
+    def newest_content_only() -> None:
+        stale = _newer_content(tables, ingested)
+        if stale:
+            raise Superseded(stale)
+
+    try:
+        with tables.transaction() as txn:
+            txn.write(asset, partitions)
+            txn.write(LOG_TABLE, ingested.log)
+            if ingested.quarantined:
+                txn.write(QUARANTINE_TABLE, ingested.quarantined)
+            txn.commit(precondition=newest_content_only)
+    except Superseded as exc:
+        log = tables.table(LOG_TABLE)
+        superseded = {
+            facts.log_key: ingested.log[facts.log_key].with_columns(
+                status=pl.lit("superseded"), error=pl.lit(why)
+            )
+            for facts, why in exc.stale
+            # The same content accepted by an earlier run may still be what is stored.
+            if not _accepted(log, facts.log_key)
+        }
+        if superseded:
+            with tables.transaction() as txn:
+                txn.write(LOG_TABLE, superseded)
+                txn.commit()
+        raise dg.Failure(
+            description=f"{ingested.source}: newer content arrived while this run worked; "
+            f"nothing of this run was stored (the newer content wins): {exc}",
+            metadata={"files_superseded": len(exc.stale)},
+        ) from None
+    except SchemaChangeError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    if ingested.rows_quarantined:
         logger.warning(
-            f"{source.name}: {rows_quarantined} row(s) sent to the quarantine table: {by_rule}"
+            f"{ingested.source}: {ingested.rows_quarantined} row(s) sent to the quarantine "
+            f"table: {ingested.quarantined_by_rule}"
         )
-    return Ingested(frames, missing, rows_quarantined, by_rule)
 
 
 def build(b: BuildContext) -> list:
@@ -140,23 +254,19 @@ def build(b: BuildContext) -> list:
     src = b.sources
     policy = QuarantinePolicy.from_config(b.cfg.ingest)
 
-    def ingest(context, landing, tables, source, days, horizon=None) -> Ingested:
-        """ingest_files under the project's policy, logged to the step's run."""
-        return ingest_files(
-            landing,
-            tables,
-            source,
-            days,
-            policy,
-            horizon,
-            run_id=run_id_of(context),
-            logger=context.log,
-        )
+    def ingest(context, landing, source, days, horizon=None) -> Ingested:
+        """ingest_files under the project's policy, recorded with the step's run id."""
+        return ingest_files(landing, source, days, policy, horizon, run_id=run_id_of(context))
+
+    def store(context, tables: TableStore, partitions, ingested: Ingested) -> dict:
+        """Commit the step's partitions with their records; the stored table's metadata."""
+        commit_ingestion(tables, context.asset_key.path[-1], partitions, ingested, context.log)
+        return table_metadata(tables.table(context.asset_key.path[-1]), list(partitions))
 
     @dg.asset(
         name="sales",
         group_name=GROUP,
-        code_version="sources-v2",
+        code_version="sources-v3",
         partitions_def=b.parts.daily,
         backfill_policy=b.parts.daily_backfill,
         kinds={"polars", "csv"},
@@ -175,26 +285,29 @@ def build(b: BuildContext) -> list:
         description=(
             "Daily sales per store x item (units, price, promotion) from "
             "landing/sales/sales_<YYYY-MM-DD>.csv, validated against docs/data-contract.md. "
-            "A missing or invalid file fails its partition and names file, row and column."
+            "A missing or invalid file fails its partition and names file, row and column; "
+            "the partition and its `ingestion_log` rows are stored together."
         ),
     )
     def sales(context: dg.AssetExecutionContext, landing: LandingZone, tables: TableStore):
         with measured(len(context.partition_keys)) as cost:
             days = partition_dates(context)
-            ingested = ingest(context, landing, tables, src["sales"], days)
-            if ingested.missing:
+            ingested = ingest(context, landing, src["sales"], days)
+            if ingested.missing and not ingested.errors:
                 raise dg.Failure(
                     f"sales: no landing file for {len(ingested.missing)} day(s) "
                     f"{[d.isoformat() for d in ingested.missing[:5]]}; expected "
                     f"{landing_path(landing.path, src['sales'], ingested.missing[0])}",
                     allow_retries=False,  # the landing sensor starts a run when it arrives
                 )
-            frame = pl.concat(ingested.frames, how="diagonal_relaxed")
+            partitions = {d.isoformat(): f for d, f in ingested.frames.items()}
+            stored = store(context, tables, partitions, ingested)
+        frame = pl.concat(ingested.frames.values(), how="diagonal_relaxed")
         per_day = frame.group_by("date").len()
-        yield dg.Output(
-            frame,
+        yield dg.MaterializeResult(
             metadata={
                 **cost,
+                **stored,
                 "series": frame.select(SERIES_KEYS).n_unique(),
                 "units_total": float(frame["units"].sum()),
                 "rows_quarantined": ingested.rows_quarantined,
@@ -213,7 +326,7 @@ def build(b: BuildContext) -> list:
     @dg.asset(
         name="plans",
         group_name=GROUP,
-        code_version="sources-v2",
+        code_version="sources-v3",
         partitions_def=b.parts.daily,
         backfill_policy=b.parts.daily_backfill,
         kinds={"polars", "parquet"},
@@ -230,26 +343,27 @@ def build(b: BuildContext) -> list:
     def plans(context: dg.AssetExecutionContext, landing: LandingZone, tables: TableStore):
         with measured(len(context.partition_keys)) as cost:
             days = partition_dates(context)
-            ingested = ingest(context, landing, tables, src["plans"], days, horizon)
-            published = [d for d in days if d not in ingested.missing]
-            frame = pl.concat(
-                [
-                    empty_frame(src["plans"]).with_columns(plan_date=pl.lit(None, pl.Date)),
-                    *(
-                        f.with_columns(plan_date=pl.lit(d))
-                        for f, d in zip(ingested.frames, published, strict=True)
-                    ),
-                ],
-                how="diagonal_relaxed",
-            )
+            ingested = ingest(context, landing, src["plans"], days, horizon)
+            empty = empty_frame(src["plans"]).with_columns(plan_date=pl.lit(None, pl.Date))
+            partitions = {
+                d.isoformat(): pl.concat(
+                    [empty, ingested.frames[d].with_columns(plan_date=pl.lit(d))]
+                    if d in ingested.frames
+                    else [empty],
+                    how="diagonal_relaxed",
+                )
+                for d in days
+            }
+            stored = store(context, tables, partitions, ingested)
         if ingested.missing:
             context.log.warning(
                 f"no plan file for {len(ingested.missing)} day(s): {ingested.missing[:5]}"
             )
-        yield dg.Output(
-            frame,
+        frame = pl.concat(partitions.values(), how="diagonal_relaxed")
+        yield dg.MaterializeResult(
             metadata={
                 **cost,
+                **stored,
                 "days_without_file": len(ingested.missing),
                 "rows_quarantined": ingested.rows_quarantined,
             },
@@ -264,22 +378,21 @@ def build(b: BuildContext) -> list:
             kinds={"polars", kind},
             owners=OWNERS,
             retry_policy=TRANSIENT_RETRY,
-            code_version="sources-v2",
+            code_version="sources-v3",
             check_specs=[dg.AssetCheckSpec("unique_keys", asset=name), _quarantine_spec(name)],
             description=description,
         )
         def _static(context: dg.AssetExecutionContext, landing: LandingZone, tables: TableStore):
             source = src[name]
             path = landing_path(landing.path, source)
-            ingested = ingest(context, landing, tables, source, [None])
+            ingested = ingest(context, landing, source, [None])
             if ingested.missing:
                 context.log.warning(f"{path} not found: {name} is optional, stored empty")
-                frame = empty_frame(source)
-            else:
-                frame = ingested.frames[0]
-            yield dg.Output(
-                frame,
+            frame = ingested.frames.get(None, empty_frame(source))
+            stored = store(context, tables, {UNPARTITIONED: frame}, ingested)
+            yield dg.MaterializeResult(
                 metadata={
+                    **stored,
                     "file": str(path),
                     "file_present": not ingested.missing,
                     "rows_quarantined": ingested.rows_quarantined,

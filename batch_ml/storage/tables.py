@@ -91,15 +91,26 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def staged_path(target: Path, tag: str) -> Path:
+    """Where a write of `target` waits to be published: hidden and not `*.parquet`, so no
+    reader sees it, and `*.tmp`, so `sweep_stale_tmp` removes it if its writer died."""
+    return target.with_name(f".{target.name}.{tag}.tmp")
+
+
+def _write_durably(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> None:
+    """Write `frame` to `path` and flush it to disk (a file nobody reads yet)."""
+    if isinstance(frame, pl.LazyFrame):
+        frame.sink_parquet(path, compression="zstd", statistics=True)
+    else:
+        frame.write_parquet(path, compression="zstd", statistics=True)
+    with path.open("rb+") as f:
+        os.fsync(f.fileno())
+
+
 def _write_atomically(frame: pl.DataFrame | pl.LazyFrame, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    tmp = staged_path(target, uuid.uuid4().hex)
     try:
-        if isinstance(frame, pl.LazyFrame):
-            frame.sink_parquet(tmp, compression="zstd", statistics=True)
-        else:
-            frame.write_parquet(tmp, compression="zstd", statistics=True)
-        with tmp.open("rb+") as f:
-            os.fsync(f.fileno())
+        _write_durably(frame, tmp)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -191,18 +202,43 @@ class PartitionedTable:
 
     # -- writes ------------------------------------------------------------------------------
 
+    def _conform(
+        self, frame: pl.DataFrame | pl.LazyFrame, changes: SchemaChanges
+    ) -> pl.DataFrame | pl.LazyFrame:
+        """Check the frame against the table's schema (recording additions) and cast it."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        incoming = frame.collect_schema() if isinstance(frame, pl.LazyFrame) else frame.schema
+        schema = self._evolve_schema(incoming, changes)
+        return frame.cast(dict(schema)) if schema != incoming else frame
+
     def write(
         self, key: str, frame: pl.DataFrame | pl.LazyFrame, changes: SchemaChanges = NO_CHANGES
     ) -> Path:
         """Replace one partition atomically (also for an empty frame: zero rows, same schema)."""
         target = self.path(key)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        incoming = frame.collect_schema() if isinstance(frame, pl.LazyFrame) else frame.schema
-        schema = self._evolve_schema(incoming, changes)
-        if schema != incoming:
-            frame = frame.cast(dict(schema))
-        _write_atomically(frame, target)
+        _write_atomically(self._conform(frame, changes), target)
         return target
+
+    def stage(
+        self,
+        key: str,
+        frame: pl.DataFrame | pl.LazyFrame,
+        tag: str,
+        changes: SchemaChanges = NO_CHANGES,
+    ) -> Path:
+        """Write a partition durably beside its place, unpublished (see `transaction.py`).
+
+        A column the frame adds is recorded in the table's schema now, before the publish:
+        partitions without it read it as null, so an aborted write leaves the data as it was.
+        """
+        target = self.path(key)
+        staged = staged_path(target, tag)
+        try:
+            _write_durably(self._conform(frame, changes), staged)
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+        return staged
 
     def sweep_stale_tmp(self, older_than_s: float = STALE_TMP_S) -> list[Path]:
         """Remove temporary files that killed writers left behind (never a live writer's)."""
