@@ -70,9 +70,11 @@ def test_sales_asset_loads_one_day_and_reports_checks(small_project):
     defs = build_definitions(small_project)
     context = dg.build_asset_context(partition_key="2025-01-10")
     events = list(_asset(defs, "sales")(context=context, **_io(small_project)))
-    output = events[0]
-    assert output.value["date"].unique().to_list() == [dt.date(2025, 1, 10)]
-    assert output.metadata["series"].value == 12
+    result = events[0]  # the asset stores its partition with its log row (one commit)
+    stored = TableStore(**_io(small_project)["tables"].model_dump()).table("sales").read()
+    assert stored["date"].unique().to_list() == [dt.date(2025, 1, 10)]
+    assert result.metadata["series"] == 12
+    assert result.metadata["dagster/row_count"] == stored.height == 12
     checks = {e.check_name: e.passed for e in events[1:]}
     assert checks == {"unique_keys": True, "rows_every_day": True, "no_quarantined_rows": True}
     log = TableStore(**_io(small_project)["tables"].model_dump()).table("ingestion_log").read()

@@ -27,7 +27,9 @@ LOG_SCHEMA = {
     "size_bytes": pl.Int64(),
     "sha256": pl.String(),
     "partition": pl.Date(),
-    "status": pl.String(),  # accepted | failed
+    # accepted (stored with its data, in one commit) | failed (breaks the contract: `error`
+    # says why) | superseded (newer content of the day arrived before it could be stored)
+    "status": pl.String(),
     "rows_in_file": pl.Int64(),
     "rows_accepted": pl.Int64(),
     "rows_quarantined": pl.Int64(),
