@@ -1,6 +1,7 @@
 """Ingestion through Dagster: the ingestion log, the quarantine table and their metadata."""
 
 import logging
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -100,3 +101,54 @@ def test_a_corrected_redelivery_adds_a_log_row_and_the_failed_one_stays_recorded
     assert "row 3, column 'units'" in failed_row["error"]
     assert failed_row["rows_accepted"] is None
     assert log["sha256"].n_unique() == 2
+
+
+def _run(cfg, instance, asset: str):
+    job = build_definitions(cfg).resolve_job_def("ingest_job")
+    return job.execute_in_process(
+        instance=instance,
+        partition_key=DAY,
+        raise_on_error=False,
+        asset_selection=[dg.AssetKey(asset)],
+    )
+
+
+def test_a_dangling_plans_link_fails_the_day_and_keeps_the_stored_plans(small_project):
+    cfg = small_project
+    path = cfg.paths.landing / "plans" / f"plans_{DAY}.parquet"
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert _run(cfg, instance, "plans").success
+        stored = PartitionedTable(cfg.paths.tables, "plans").read([DAY])
+        assert stored.height > 0
+        path.unlink()
+        path.symlink_to(path.with_name("gone.parquet"))  # a delivery that points at nothing
+        result = _run(cfg, instance, "plans")
+        assert not result.success  # not "no plans that day": something was delivered
+        assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert PartitionedTable(cfg.paths.tables, "plans").read([DAY]).equals(stored)
+    log = PartitionedTable(cfg.paths.tables, "ingestion_log").read()
+    failed = log.filter((pl.col("source") == "plans") & (pl.col("status") == "failed"))
+    assert failed.height == 1 and "not a regular file" in failed["error"][0]
+
+
+def test_a_schema_change_the_asset_did_not_declare_fails_once_without_retries(small_project):
+    cfg = small_project
+    path = cfg.paths.landing / "sales" / f"sales_{DAY}.csv"
+    delivered = pl.read_csv(path, infer_schema=False)
+    delivered.with_columns(is_open=pl.lit("1")).write_csv(path)  # an observed covariate
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert _ingest(cfg, instance).success
+    # The team drops that covariate from the contract: new sales partitions would lack a
+    # column the stored ones have, which readers of the table cannot tell from lost data.
+    config = Path(cfg.paths.root).parent / "batch_ml.toml"
+    config.write_text(config.read_text().replace('"on_promo", "is_open"', '"on_promo"'))
+    changed = load_config(config)
+    delivered.write_csv(path)
+    stored = PartitionedTable(cfg.paths.tables, "sales").read([DAY])
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = _ingest(changed, instance)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "is_open" in str(failure.event_specific_data.error)
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert PartitionedTable(cfg.paths.tables, "sales").read([DAY]).equals(stored)
