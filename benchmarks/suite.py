@@ -95,6 +95,7 @@ known_in_advance = ["price", "on_promo", "is_open"]
 calendar = ["is_holiday"]
 product_attributes = ["category", "base_price"]
 store_attributes = ["region", "store_size"]
+numeric_attributes = ["base_price"]
 
 [ingest]
 quarantine = ["duplicate_row", "negative", "not_finite"]

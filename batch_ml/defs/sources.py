@@ -17,6 +17,7 @@ from batch_ml.ingest.contract import (
     Source,
     empty_frame,
     load_landing_file,
+    unmatched_ids_problem,
 )
 from batch_ml.ingest.landing import file_problem, landing_path
 from batch_ml.ingest.records import (
@@ -77,6 +78,21 @@ def run_id_of(context: dg.AssetExecutionContext) -> str:
         return "direct"
 
 
+def unmatched_ids(tables: TableStore, source: Source, frame: pl.DataFrame) -> str | None:
+    """`unmatched_ids_problem` against the series of the stored sales; None (no check) while
+    sales has no partition yet."""
+    sales = tables.table("sales")
+    days = sales.partitions()
+    if source.name == "sales" or not days or frame.is_empty():
+        return None
+    # The latest day's series nearly always match; only a miss pays for reading every day.
+    latest = sales.read(days[-1:]).select(SERIES_KEYS)
+    if not latest.is_empty() and unmatched_ids_problem(frame, source, latest) is None:
+        return None
+    known = sales.scan().select(SERIES_KEYS).unique().collect()
+    return unmatched_ids_problem(frame, source, known)
+
+
 def ingest_files(
     landing: LandingZone,
     tables: TableStore,
@@ -108,6 +124,8 @@ def ingest_files(
             if problem:
                 raise ContractViolation(path, [problem])
             loaded = load_landing_file(path, source, day, horizon, policy, content=content)
+            if unmatched := unmatched_ids(tables, source, loaded.rows):
+                raise ContractViolation(path, [unmatched])
         except ContractViolation as exc:
             errors.append(str(exc))
             log[facts.log_key] = log_row(facts, None, str(exc), run_id, now)
