@@ -11,6 +11,7 @@ from batch_ml.defs.common import OWNERS, TRANSIENT_RETRY, BuildContext, measured
 from batch_ml.defs.partitions import partition_dates
 from batch_ml.defs.resources import LandingZone, TableStore
 from batch_ml.ingest.contract import (
+    MATCHED_IDS,
     SERIES_KEYS,
     ContractViolation,
     QuarantinePolicy,
@@ -81,12 +82,14 @@ def run_id_of(context: dg.AssetExecutionContext) -> str:
 def unmatched_ids(tables: TableStore, source: Source, frame: pl.DataFrame) -> str | None:
     """`unmatched_ids_problem` against the series of the stored sales; None (no check) while
     sales has no partition yet."""
+    if source.name not in MATCHED_IDS or frame.is_empty():
+        return None
     sales = tables.table("sales")
     days = sales.partitions()
-    if source.name == "sales" or not days or frame.is_empty():
+    if not days:
         return None
     # The latest day's series nearly always match; only a miss pays for reading every day.
-    latest = sales.read(days[-1:]).select(SERIES_KEYS)
+    latest = sales.scan(days[-1:]).select(SERIES_KEYS).collect()
     if not latest.is_empty() and unmatched_ids_problem(frame, source, latest) is None:
         return None
     known = sales.scan().select(SERIES_KEYS).unique().collect()

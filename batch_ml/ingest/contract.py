@@ -2,7 +2,9 @@
 
 The human-readable version is docs/data-contract.md; this module is what enforces it.
 Validation uses dataframely (a polars-native validation library) for types, nullability,
-ranges and key uniqueness; every problem is reported with file, row and column.
+ranges and key uniqueness; every problem is reported with file, row and column. Types come
+from the contract (the project config), never from the file; size limits and the magnitude
+bound of numbers are `[ingest]` configuration (`IngestLimits`).
 """
 
 from __future__ import annotations
@@ -842,7 +844,7 @@ def empty_frame(source: Source, columns: list[str] | None = None) -> pl.DataFram
 
 
 # Sources whose ids must name series that sales already know, and the id columns compared.
-_MATCHED_IDS = {"plans": SERIES_KEYS, "products": ("item_id",), "stores": ("store_id",)}
+MATCHED_IDS = {"plans": SERIES_KEYS, "products": ("item_id",), "stores": ("store_id",)}
 _SHOWN_IDS = 3
 
 
@@ -857,7 +859,7 @@ def unmatched_ids_problem(
     is enough (new products may be listed before they sell). No file rows, no known series
     or another source: no problem.
     """
-    keys = list(_MATCHED_IDS.get(source.name, ()))
+    keys = list(MATCHED_IDS.get(source.name, ()))
     if not keys or frame.is_empty() or known_series.is_empty():
         return None
     ids = frame.select(keys).unique()
