@@ -54,6 +54,7 @@ known_in_advance = {known}
 calendar = {calendar}
 product_attributes = {products}
 store_attributes = {stores}
+numeric_attributes = {numeric}
 
 [demo]
 stores = {n_stores}
@@ -75,6 +76,7 @@ def write_config(
     calendar=("is_holiday",),
     products=("category", "base_price"),
     stores=("region", "store_size"),
+    numeric=("base_price",),
 ) -> Path:
     def toml_list(xs):
         return "[" + ", ".join(f'"{x}"' for x in xs) + "]"
@@ -92,6 +94,8 @@ def write_config(
             calendar=toml_list(calendar),
             products=toml_list(products),
             stores=toml_list(stores),
+            # Only attributes the config lists can be numeric (`base_price` is the demo's).
+            numeric=toml_list(a for a in numeric if a in (*products, *stores)),
         )
     )
     return path

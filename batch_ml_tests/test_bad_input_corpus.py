@@ -13,13 +13,15 @@ directories and symlinks), under which quarantine policy, and what must happen:
   breaks the pattern, `Source.partition_of` raises); nothing outside the landing folder is
   read while discovering and loading what was listed;
 - `Ignored`: a file still being written (hidden, .tmp/.part/.partial): neither listed, nor
-  reported, nor read.
+  reported, nor read;
+- `Unmatched`: a plans, products or stores file that loads, but none of whose ids is a series
+  the stored sales know (`KNOWN_SERIES`): ingestion fails it with this message.
 
 A case with `bug=` is a library bug: it is marked xfail(strict=True) so the suite stays green
 and the bug stays visible until it is fixed. The table in docs/bad-input-corpus.md is
 generated from `CASES` (`python -m batch_ml_tests.test_bad_input_corpus --write`) and a test
-keeps it in sync. The last test replays the failing sales cases through Dagster and checks that no
-good row already stored is lost.
+keeps it in sync. The last test replays the failing sales cases through Dagster and checks that
+nothing already stored is lost or changed: every table, sorted and hashed, before and after.
 """
 
 from __future__ import annotations
@@ -30,14 +32,14 @@ import io
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import pytest
 
-from batch_ml.config import FeatureConfig
+from batch_ml.config import FeatureConfig, IngestLimits
 from batch_ml.definitions import build_definitions
 from batch_ml.ingest.contract import (
     ROW,
@@ -48,6 +50,7 @@ from batch_ml.ingest.contract import (
     Source,
     load_landing_file,
     sources,
+    unmatched_ids_problem,
 )
 from batch_ml.ingest.landing import content_hash, discover
 from batch_ml.ingest.records import LOG_TABLE
@@ -63,8 +66,15 @@ FEATURES = FeatureConfig(
     calendar=("is_holiday",),
     product_attributes=("category", "base_price"),
     store_attributes=("region", "store_size"),
+    numeric_attributes=("base_price",),
 )
 SRC = sources(FEATURES)
+# The series of `small_project`'s sales (2 stores x 6 items), for the `Unmatched` cases.
+KNOWN_SERIES = pl.DataFrame(
+    [(f"S{s:02d}", f"I{i:03d}") for s in (1, 2) for i in range(1, 7)],
+    schema=["store_id", "item_id"],
+    orient="row",
+)
 DOC = REPO / "docs" / "bad-input-corpus.md"
 
 
@@ -213,7 +223,17 @@ class Ignored:
         return "ignored (still being written): not listed, not reported, not read"
 
 
-Outcome = Accepted | Quarantined | Failed | NameRejected | Ignored
+@dataclass(frozen=True)
+class Unmatched:
+    texts: tuple[str, ...]  # each must be in the problem `unmatched_ids_problem` reports
+
+    def describe(self) -> str:
+        return "loads, then fails as matching no known series: " + "; ".join(
+            f"`{t}`" for t in self.texts
+        )
+
+
+Outcome = Accepted | Quarantined | Failed | NameRejected | Ignored | Unmatched
 
 
 @dataclass(frozen=True)
@@ -226,6 +246,11 @@ class Case:
     name: str | None = None  # default: the source's file name for DAY
     policy: QuarantinePolicy = STRICT
     bug: str | None = None  # a library bug: the case is xfail(strict=True) until it is fixed
+    limits: IngestLimits | None = None  # tighter `[ingest]` limits than the defaults
+
+    @property
+    def contract(self) -> Source:
+        return sources(FEATURES, self.limits)[self.source] if self.limits else SRC[self.source]
 
     @property
     def file_name(self) -> str:
@@ -255,6 +280,10 @@ def bad_name(text: str = "file name does not match", by_name: bool = True) -> Na
     return NameRejected(text, by_name)
 
 
+def unmatched(*texts: str) -> Unmatched:
+    return Unmatched(texts)
+
+
 S, P, C, PR, ST = "sales", "plans", "calendar", "products", "stores"
 F = "sales_2025-03-01.csv"
 CSV_ROW = _csv(GOOD_ROW)
@@ -267,15 +296,27 @@ NOT_A_FILE = "not a regular file"
 NO_DATE = "file name holds no valid date"
 NOT_JSON_ARRAY = "expected a JSON array of objects"
 KEY3 = "column 'date, store_id, item_id': duplicate key"
+JSON_ID = 'expected a JSON string (ids are text: write 1 as "1") [wrong_type]'
+TEXT = "expected a string (text; numbers are not converted to ids or text) [wrong_type]"
+NO_CONTROL = "expected an id without control characters (tab, newline, NUL, ...)"
+BOUND = "expected a magnitude of at most 1e+12 ([ingest] max_abs_value) [out_of_range]"
+PARSE_CSV, PARSE_PARQUET, PARSE_JSON = (
+    f"cannot be parsed as {f}" for f in ("csv", "parquet", "json")
+)
+NO_SERIES = "of the file matches a series of the stored sales"
+DATE_ROW = "2025-03-01,S01,I001,3"  # a sales row with the required columns only
 
 
 # fmt: off
 CASES: list[Case] = [
     # --- sales: CSV structure and columns -------------------------------------------------------
     Case("sales_unbalanced_quote", S, "a quote opened and never closed",
-         _csv(_row(store='"S01'), GOOD_ROW_2), fail("cannot be parsed as csv")),
+         _csv(_row(store='"S01'), GOOD_ROW_2),
+         fail("cannot be parsed as csv: row 1 (from line 2): unexpected end of data")),
     Case("sales_ragged_row", S, "a row with more fields than the header",
-         _csv(GOOD_ROW, GOOD_ROW_2 + ",9"), fail("cannot be parsed as csv", "more fields")),
+         _csv(GOOD_ROW, GOOD_ROW_2 + ",9"),
+         fail("cannot be parsed as csv: row 2 (line 3) has 7 fields, the header 6",
+              "more fields")),
     Case("sales_semicolon_delimiter", S, "`;` instead of `,` as delimiter",
          _csv(GOOD_ROW.replace(",", ";"), header=HEADER.replace(",", ";")),
          fail("missing required column(s) ['date', 'store_id', 'item_id', 'units']")),
@@ -349,10 +390,10 @@ CASES: list[Case] = [
     Case("sales_trailing_whitespace", S, "spaces around values (ids are kept as they are)",
          _csv(_row(date="2025-03-01 ", store="S01 ", units=" 3 ")),
          ok(1, date=[DAY], units=[3.0], store_id=["S01 "])),
-    Case("sales_quoted_comma_and_newline", S, "quoted item_id holding a comma and a newline",
-         _csv(_row(item='"I,0\n01"'), GOOD_ROW_2), ok(2, item_id=["I,0\n01", "I002"])),
+    Case("sales_quoted_comma", S, "quoted item_id holding a comma",
+         _csv(_row(item='"I,001"'), GOOD_ROW_2), ok(2, item_id=["I,001", "I002"])),
     Case("sales_quoted_newline_row_number", S, "bad value in the record after a 2-line record",
-         _csv(_row(item='"I,0\n01"'), _row(units="x", item="I002")),
+         _csv(_row(price='"2.5\n"'), _row(units="x", item="I002")),
          fail("row 2, column 'units': not a valid value ('x')")),
     # --- sales: emptiness, encoding, size, truncation -------------------------------------------
     Case("sales_empty_file", S, "0 bytes", b"", fail("the file is empty (0 bytes)")),
@@ -372,7 +413,8 @@ CASES: list[Case] = [
          ok(2, on_promo=[0.0, 1.0])),
     Case("sales_huge_line", S, "one 2 MB line without a delimiter",
          _csv(GOOD_ROW, "x" * 2_000_000),
-         fail("row 2, column 'date': not a valid value ('xxxx", A_DATE)),
+         fail("line 3 is 2,000,000 bytes long; at most 1,048,576 allowed "
+              "([ingest] max_line_bytes)")),
     Case("sales_huge_number", S, "units with a million digits (overflows to inf)",
          _csv(_row(units="9" * 1_000_000)),
          fail("row 1, column 'units': not a finite number ('inf')")),
@@ -566,10 +608,11 @@ CASES: list[Case] = [
          _json([{"item_id": "I001", "launch_date": "01/03/2025"}]),
          fail(f"row 1, column 'launch_date': not a valid value ('01/03/2025'); {A_DATE}")),
     Case("products_numeric_id", PR, "item_id as a JSON number", _json([{"item_id": 1}]),
-         ok(1, item_id=["1"])),
+         fail(f"row 1, column 'item_id': not a valid value ('1'); {JSON_ID}")),
     Case("products_mixed_attribute", PR, "base_price a number in one object, text in another",
          _json([{"item_id": "I001", "base_price": 3.5}, {"item_id": "I002", "base_price": "x"}]),
-         ok(2, base_price=["3.5", "x"])),
+         fail("row 2, column 'base_price': not a valid value ('\"x\"'); "
+              "expected a JSON number [wrong_type]")),
     Case("products_empty_id", PR, 'item_id `""`', _json([{"item_id": ""}]),
          fail("row 1, column 'item_id'")),
     Case("products_q_missing_id", PR, "an object without item_id, `missing_value` quarantined",
@@ -590,6 +633,196 @@ CASES: list[Case] = [
     Case("stores_empty_file", ST, "0 bytes", b"", fail("the file is empty (0 bytes)")),
     Case("stores_upper_ext", ST, "`stores.JSON`", _json([{"store_id": "S01"}]), bad_name(),
          name="stores.JSON"),
+    # === issue 14: what the contract allows, parser errors, limits, numbers, identity ========
+    # --- schema: optional columns may be absent, whole numbers are numbers, typed attributes --
+    Case("sales_required_columns_only", S, "only date, store_id, item_id, units",
+         _csv(DATE_ROW, header="date,store_id,item_id,units"),
+         ok(1, units=[3.0], price=[None], on_promo=[None], is_open=[None])),
+    Case("plans_required_columns_only", P, "a plan without any covariate column",
+         _parquet({k: GOOD_PLAN[k] for k in ("date", "store_id", "item_id")}),
+         ok(2, price=[None, None], is_open=[None, None])),
+    Case("plans_integer_covariates", P, "whole-number prices and flags stored as Int64",
+         _plan(price=[1, 2], on_promo=[0, 1], is_open=[1, 1]),
+         ok(2, price=[1.0, 2.0], on_promo=[0.0, 1.0])),
+    Case("plans_small_number_types", P, "price Float32, is_open UInt8, on_promo Boolean",
+         _parquet(pl.DataFrame(GOOD_PLAN).with_columns(
+             pl.col("price").cast(pl.Float32), pl.col("is_open").cast(pl.UInt8),
+             pl.col("on_promo").cast(pl.Boolean))),
+         ok(2, price=[1.0, 2.0], on_promo=[0.0, 1.0], is_open=[1.0, 1.0])),
+    Case("plans_categorical_ids", P, "ids stored as a Parquet dictionary (Categorical)",
+         _parquet(pl.DataFrame(GOOD_PLAN).with_columns(pl.col("store_id").cast(pl.Categorical))),
+         ok(2, store_id=["S01", "S01"])),
+    Case("calendar_integer_flag", C, "is_holiday stored as Int64",
+         _calendar(date=[_d("2025-01-01")], is_holiday=[1]), ok(1, is_holiday=[1.0])),
+    Case("calendar_date_only", C, "a calendar without the is_holiday column",
+         _calendar(date=[_d("2025-01-01")]), ok(1, is_holiday=[None])),
+    Case("products_integer_base_price", PR, "a whole-number base_price (JSON 3)",
+         _json([{"item_id": "I001", "base_price": 3}, {"item_id": "I002", "base_price": 2.5}]),
+         ok(2, base_price=[3.0, 2.5])),
+    Case("products_ids_only", PR, "no attribute at all",
+         _json([{"item_id": "I001"}]), ok(1, category=[None], base_price=[None])),
+    Case("stores_ids_only", ST, "no attribute at all",
+         _json([{"store_id": "S01"}]), ok(1, region=[None], store_size=[None])),
+    Case("products_base_price_text", PR, 'base_price as a JSON string `"3.5"`',
+         _json([{"item_id": "I001", "base_price": "3.5"}]),
+         fail("row 1, column 'base_price': not a valid value ('\"3.5\"'); expected a JSON number")),
+    Case("stores_numeric_text_attribute", ST, "region (a text attribute) as a JSON number",
+         _json([{"store_id": "S01", "region": 3}]),
+         fail("row 1, column 'region': not a valid value ('3'); expected a JSON string")),
+    Case("products_nested_attribute", PR, "category an object",
+         _json([{"item_id": "I001", "category": {"name": ["snacks"]}}]),
+         fail("row 1, column 'category': not a valid value ('{\"name\": [\"snacks\"]}')")),
+    # --- every parser error is a ContractViolation naming line, row or column ------------------
+    Case("sales_cr_only_line_endings", S, "lines ending in CR only (old Mac)",
+         _csv(GOOD_ROW, GOOD_ROW_2, eol="\r"),
+         fail("line 1: lines end in CR only (old Mac style); expected LF or CRLF endings")),
+    Case("sales_cr_inside_header", S, "a CR-only break after the header, LF after the rows",
+         (HEADER + "\r" + GOOD_ROW + "\n").encode(),
+         fail(f"{PARSE_CSV}: line 1 (the header): new-line character seen in unquoted field")),
+    Case("sales_ragged_row_far_down", S, "row 4 of 4 has an extra field",
+         _csv(GOOD_ROW, GOOD_ROW_2, _row(item="I003"), _row(item="I004") + ",x"),
+         fail(f"{PARSE_CSV}: row 4 (line 5) has 7 fields, the header 6")),
+    Case("sales_quote_in_last_row", S, "a quote opened in the last row",
+         _csv(GOOD_ROW, GOOD_ROW_2, _row(item='"I003')),
+         fail(f"{PARSE_CSV}: row 3 (from line 4): unexpected end of data")),
+    Case("sales_nul_in_number", S, "a NUL byte inside units",
+         _csv(_row(units="3\x00")), fail("row 1, column 'units': not a valid value ('3\\x00')")),
+    Case("products_deeply_nested", PR, "100,000 nested arrays (RecursionError in json)",
+         b"[" * 100_000 + b"]" * 100_000,
+         fail("line 1: JSON nested more than 32 levels deep (100000 levels); at most 32 "
+              "allowed ([ingest] max_json_depth)")),
+    Case("products_deep_inside_value", PR, "a value nested 40 levels deep on line 3",
+         b'[\n{"item_id": "I001"},\n{"item_id": "I002", "category": ' + b"[" * 40 + b"]" * 40
+         + b"}\n]", fail("line 3: JSON nested more than 32 levels deep (42 levels)")),
+    Case("products_brackets_in_strings", PR, "many brackets inside strings (not nesting)",
+         _json([{"item_id": "I001", "category": "[" * 100 + "{" * 100}]),
+         ok(1, category=["[" * 100 + "{" * 100])),
+    Case("products_number", PR, "a JSON number", b"42",
+         fail(f"{NOT_JSON_ARRAY}; the file holds a number")),
+    Case("products_array_with_a_number", PR, "an array of objects with a number in it",
+         _json([{"item_id": "I001"}, 5]),
+         fail(f"row 2: {NOT_JSON_ARRAY}; element is a number")),
+    Case("products_syntax_error_line", PR, "a missing `:` on line 3",
+         b'[\n{"item_id": "I001"},\n{"item_id" "I002"}\n]',
+         fail(f"{PARSE_JSON}: Expecting ':' delimiter: line 3 column 12")),
+    Case("products_nan_literal", PR, "base_price `NaN` (not JSON, Python reads it)",
+         b'[{"item_id": "I001", "base_price": NaN}]',
+         fail("row 1, column 'base_price': not a finite number ('NaN')")),
+    Case("products_integer_beyond_float", PR, "base_price a 400-digit integer",
+         b'[{"item_id": "I001", "base_price": 1' + b"0" * 400 + b"}]",
+         fail("row 1, column 'base_price': not a finite number ('inf')")),
+    Case("products_integer_too_many_digits", PR, "base_price a 5,000-digit integer",
+         b'[{"item_id": "I001", "base_price": 1' + b"0" * 5_000 + b"}]",
+         fail(f"{PARSE_JSON}: Exceeds the limit (4300 digits)")),
+    Case("stores_latin1", ST, "Latin-1 bytes on line 2",
+         '[\n{"store_id": "S01", "region": "\xeele"}]'.encode("latin-1"),
+         fail(f"{PARSE_JSON}: line 2: not valid UTF-8")),
+    Case("plans_truncated_footer", P, "Parquet without its last 10 bytes", _plan()[:-10],
+         fail(f"{PARSE_PARQUET}: parquet: File out of specification")),
+    Case("plans_garbage_between_magic", P, "`PAR1`, garbage, `PAR1`",
+         b"PAR1" + b"\x00\x01" * 64 + b"PAR1", fail(PARSE_PARQUET)),
+    # --- size and shape limits ------------------------------------------------------------------
+    Case("sales_50000_columns", S, "a header of 50,000 columns (a quadratic check took minutes)",
+         _csv(",".join(["1"] * 50_000), header=",".join(f"c{i}" for i in range(50_000))),
+         fail("50,000 columns; at most 1,000 allowed ([ingest] max_columns)")),
+    Case("sales_1001_columns", S, "1,001 columns, 1 more than the default limit",
+         _csv(",".join(["1"] * 1_001), header=",".join(f"c{i}" for i in range(1_001))),
+         fail("1,001 columns; at most 1,000 allowed")),
+    Case("sales_many_unknown_columns", S, "500 unknown columns (listed 10 at a time)",
+         _csv(GOOD_ROW + ",1" * 500, header=HEADER + "".join(f",x{i}" for i in range(500))),
+         fail("unexpected column(s) ['x0', 'x1', 'x2', 'x3', 'x4', 'x5', 'x6', 'x7', 'x8', "
+              "'x9'] and 490 more")),
+    Case("sales_too_many_rows", S, "3 rows where `max_rows = 2`",
+         _csv(GOOD_ROW, GOOD_ROW_2, _row(item="I003")),
+         fail("3 rows; at most 2 allowed ([ingest] max_rows)"), limits=IngestLimits(max_rows=2)),
+    Case("sales_line_over_limit", S, "a 101-byte line where `max_line_bytes = 100`",
+         _csv(_row(item="I" + "0" * 77)), fail("line 2 is 101 bytes long; at most 100"),
+         limits=IngestLimits(max_line_bytes=100)),
+    Case("plans_too_many_rows", P, "2 rows where `max_rows = 1` (checked from the footer)",
+         _plan(), fail("2 rows; at most 1 allowed ([ingest] max_rows)"),
+         limits=IngestLimits(max_rows=1)),
+    Case("plans_too_many_columns", P, "6 columns where `max_columns = 5`",
+         _plan(), fail("6 columns; at most 5 allowed ([ingest] max_columns)"),
+         limits=IngestLimits(max_columns=5)),
+    Case("products_too_many_rows", PR, "2 objects where `max_rows = 1`",
+         _json([{"item_id": "I001"}, {"item_id": "I002"}]), fail("2 rows; at most 1 allowed"),
+         limits=IngestLimits(max_rows=1)),
+    Case("stores_too_deep", ST, "a value 3 levels deep where `max_json_depth = 2`",
+         _json([{"store_id": "S01", "region": ["north"]}]),
+         fail("line 1: JSON nested more than 2 levels deep (3 levels)"),
+         limits=IngestLimits(max_json_depth=2)),
+    Case("products_one_long_line", PR, "60,006 products on one 1.3 MB line (no limit for JSON)",
+         _json([{"item_id": f"I{i:03d}"} for i in range(1, 7)]
+               + [{"item_id": f"N{i:05d}"} for i in range(60_000)]), ok(60_006)),
+    # --- finite, plausible numbers --------------------------------------------------------------
+    Case("sales_units_1e308", S, "units `1e308` (finite, overflows sums to inf)",
+         _csv(_row(units="1e308")),
+         fail(f"row 1, column 'units': number out of range ('1e+308'); {BOUND}")),
+    Case("sales_price_at_the_bound", S, "price exactly 1e12 (the bound is inclusive)",
+         _csv(_row(price="1000000000000")), ok(1, price=[1e12])),
+    Case("sales_on_promo_minus_1e13", S, "on_promo `-1e13` (may be negative, not that large)",
+         _csv(_row(promo="-1e13")),
+         fail(f"row 1, column 'on_promo': number out of range ('-10000000000000.0'); {BOUND}")),
+    Case("sales_q_out_of_range", S, "one units `1e20` of 3, `out_of_range` quarantined",
+         _csv(GOOD_ROW, _row(units="1e20", item="I002"), _row(item="I003")),
+         quarantined(2, (2, "out_of_range")), policy=_policy("out_of_range")),
+    Case("plans_price_1e13", P, "a planned price of 1e13", _plan(price=[1.0, 1e13]),
+         fail(f"row 2, column 'price': number out of range ('10000000000000.0'); {BOUND}")),
+    Case("calendar_flag_minus_1e300", C, "is_holiday `-1e300`",
+         _calendar(date=[_d("2025-01-01")], is_holiday=[-1e300]),
+         fail("row 1, column 'is_holiday': number out of range ('-1e+300')")),
+    Case("products_base_price_1e15", PR, "base_price 1e15",
+         _json([{"item_id": "I001", "base_price": 1e15}]),
+         fail("row 1, column 'base_price': number out of range ('1000000000000000.0')")),
+    # --- identity: ids are text, without control characters, and name known series -----------
+    Case("plans_integer_ids", P, "store_id stored as Parquet integers",
+         _plan(store_id=[1, 1]), fail(f"row 1, column 'store_id': not a valid value ('1'); {TEXT}",
+                                      "row 2, column 'store_id'")),
+    Case("products_mixed_ids", PR, 'item_id `"I001"` in one object, `2` in the next',
+         _json([{"item_id": "I001"}, {"item_id": 2}]),
+         fail(f"row 2, column 'item_id': not a valid value ('2'); {JSON_ID}")),
+    Case("stores_float_id", ST, "store_id `1.0`", _json([{"store_id": 1.0}]),
+         fail(f"row 1, column 'store_id': not a valid value ('1.0'); {JSON_ID}")),
+    Case("sales_numeric_looking_id", S, "store_id `01` in a CSV (text: kept as `01`)",
+         _csv(_row(store="01")), ok(1, store_id=["01"])),
+    Case("sales_id_tab", S, "a tab inside store_id", _csv(_row(store="S\t01")),
+         fail(f"row 1, column 'store_id': control character in an id ('S\\t01'); {NO_CONTROL}")),
+    Case("sales_id_nul", S, "a NUL byte inside item_id", _csv(_row(item="I\x00001")),
+         fail("row 1, column 'item_id': control character in an id ('I\\x00001')")),
+    Case("sales_id_quoted_newline", S, "a quoted newline inside item_id",
+         _csv(_row(item='"I0\n01"'), GOOD_ROW_2),
+         fail("row 1, column 'item_id': control character in an id ('I0\\n01')")),
+    Case("sales_id_escape_sequence", S, "an ANSI escape (ESC[31m) in item_id",
+         _csv(_row(item="\x1b[31mI001")),
+         fail("row 1, column 'item_id': control character in an id ('\\x1b[31mI001')")),
+    Case("plans_id_newline", P, "a newline inside a Parquet item_id",
+         _plan(item_id=["I001", "I0\n01"]),
+         fail("row 2, column 'item_id': control character in an id ('I0\\n01')")),
+    Case("products_id_bell", PR, "item_id with a BEL (`\\u0007`)",
+         _json([{"item_id": "I001\u0007"}]),
+         fail("row 1, column 'item_id': control character in an id ('I001\\x07')")),
+    Case("stores_id_next_line", ST, "store_id with a C1 NEL (`\\u0085`)",
+         _json([{"store_id": "S01\u0085"}]),
+         fail("row 1, column 'store_id': control character in an id ('S01\\x85')")),
+    Case("sales_q_control_character", S, "one id of 3 with a tab, `control_character` quarantined",
+         _csv(GOOD_ROW, _row(item="I\t002"), _row(item="I003")),
+         quarantined(2, (2, "control_character")), policy=_policy("control_character")),
+    Case("plans_unknown_series", P, "a plan for a store and item sales never had",
+         _plan(store_id=["S99", "S99"], item_id=["I999", "I999"]),
+         unmatched(f"none of the 1 distinct (store_id, item_id) {NO_SERIES} (12 known)",
+                   "the file has e.g. ('S99', 'I999')", "sales have e.g. ('S01', 'I001')")),
+    Case("plans_ids_as_numbers_text", P, "ids `1`/`1` where sales say `S01`/`I001`",
+         _plan(store_id=["1", "1"], item_id=["1", "1"]), unmatched("('1', '1')")),
+    Case("plans_store_and_item_swapped", P, "store_id and item_id swapped",
+         _plan(store_id=["I001", "I001"], item_id=["S01", "S01"]), unmatched(NO_SERIES)),
+    Case("plans_one_known_series", P, "one known series and one new (a launch): accepted",
+         _plan(item_id=["I001", "I777"]), ok(2, item_id=["I001", "I777"])),
+    Case("products_ids_lower_case", PR, "item ids `i001` where sales say `I001`",
+         _json([{"item_id": "i001"}, {"item_id": "i002"}]),
+         unmatched(f"none of the 2 distinct (item_id) {NO_SERIES} (6 known)", "'i001', 'i002'")),
+    Case("stores_ids_unpadded", ST, "store ids `S1`, `S2` where sales say `S01`, `S02`",
+         _json([{"store_id": "S1"}, {"store_id": "S2"}]),
+         unmatched("the file has e.g. 'S1', 'S2', sales have e.g. 'S01', 'S02'")),
 ]
 # fmt: on
 
@@ -619,11 +852,16 @@ def _params(cases: list[Case]) -> list:
 
 
 def test_corpus_is_large_and_covers_every_source_and_outcome():
-    assert len(CASES) >= 40
+    assert len(CASES) >= 158  # 128 cases, and issue 14's 30 more
     assert len({c.id for c in CASES}) == len(CASES)
     assert {c.source for c in CASES} == set(SRC)
     kinds = {type(c.outcome) for c in CASES}
-    assert kinds == {Accepted, Quarantined, Failed, NameRejected, Ignored}
+    assert kinds == {Accepted, Quarantined, Failed, NameRejected, Ignored, Unmatched}
+    # Every row rule has a case that quarantines it and one that fails on it.
+    quarantined_rules = {
+        r for c in CASES if isinstance(c.outcome, Quarantined) for _, r in c.outcome.rejected
+    }
+    assert quarantined_rules == set(ROW_RULES)
 
 
 def _load(path: Path, source: Source, policy: QuarantinePolicy):
@@ -633,7 +871,7 @@ def _load(path: Path, source: Source, policy: QuarantinePolicy):
 @pytest.mark.parametrize("case", _params(CASES))
 def test_bad_input(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     landing = tmp_path / "landing"
-    source = SRC[case.source]
+    source = case.contract
     folder = landing / source.name
     folder.mkdir(parents=True)
     if isinstance(case.outcome, NameRejected | Ignored):
@@ -650,9 +888,19 @@ def test_bad_input(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         assert str(path) in message, "the message must name the file"
         for text in outcome.texts:
             assert text in message, f"{text!r} not in:\n{message[:2000]}"
+    elif isinstance(outcome, Unmatched):
+        loaded = _load(path, source, case.policy)
+        problem = unmatched_ids_problem(loaded.rows, source, KNOWN_SERIES)
+        assert problem is not None, "ids that match no known series must be reported"
+        for text in outcome.texts:
+            assert text in problem, f"{text!r} not in:\n{problem}"
     else:
         loaded = _load(path, source, case.policy)
         rejected = sorted(set(loaded.rejected.select(ROW, "rule").iter_rows()))
+        # Every file loads with every contract column, in the contract's types.
+        assert loaded.rows.schema == pl.Schema(source.columns)
+        # Rows that load name known series (the corpus uses the ids of `small_project`).
+        assert unmatched_ids_problem(loaded.rows, source, KNOWN_SERIES) is None
         if isinstance(outcome, Accepted):
             assert (loaded.rows.height, rejected) == (outcome.rows, [])
             for column, values in outcome.values.items():
@@ -731,29 +979,52 @@ FAILING_SALES = [
     and isinstance(c.outcome, Failed)
     and isinstance(c.content, bytes)
     and c.bug is None
+    and c.limits is None  # the project runs with the default limits
 ]
 
 
-def _rows_digest(path: Path) -> str:
-    frame = pl.read_parquet(path)
-    return hashlib.sha256(frame.sort(frame.columns).write_csv().encode()).hexdigest()
+def _digest(frame: pl.DataFrame) -> str:
+    """sha256 of a frame's schema and of its rows sorted by all columns."""
+    rows = frame.sort(frame.columns, nulls_last=True).write_csv()
+    return hashlib.sha256(f"{frame.schema}\n{rows}".encode()).hexdigest()
 
 
-def test_bad_sales_delivery_keeps_the_stored_partition(small_project):
+def _stored_tables(root: Path) -> dict[str, pl.DataFrame]:
+    """Every table under the tables root, all its partitions, as Polars reads them."""
+    return {
+        folder.name: PartitionedTable(root, folder.name).read()
+        for folder in sorted(root.iterdir())
+        if folder.is_dir() and not folder.name.startswith((".", "_"))
+    }
+
+
+def test_bad_sales_delivery_changes_nothing_stored(small_project):
+    """Every failing sales case, delivered as the landing file of a day already stored, fails
+    its run, and every table stored (sales, plans, the static sources, the ingestion log, the
+    quarantine) is unchanged, but for the one `failed` log row of that content."""
     cfg = small_project
     assert len(FAILING_SALES) >= 10
-    key = DAY.isoformat()
-    sales = build_definitions(cfg).resolve_assets_def("sales")  # its resources bound
+    shas = [hashlib.sha256(c.content).hexdigest() for c in FAILING_SALES]
+    assert len(set(shas)) == len(shas), "each case must add its own log row"
+    key, before_key = DAY.isoformat(), (DAY - dt.timedelta(days=1)).isoformat()
+    defs = build_definitions(cfg)  # the assets with their resources bound
+    sales, plans = defs.resolve_assets_def("sales"), defs.resolve_assets_def("plans")
+    static = [defs.resolve_assets_def(n) for n in ("calendar", "products", "stores")]
     landing_file = cfg.paths.landing / "sales" / f"sales_{key}.csv"
     stored = cfg.paths.tables / "sales" / f"{key}.parquet"
-    log = PartitionedTable(cfg.paths.tables, LOG_TABLE)
     good = landing_file.read_bytes()
     with dg.DagsterInstance.ephemeral() as instance:
-        assert dg.materialize([sales], partition_key=key, instance=instance).success
-        stored_bytes, digest = stored.read_bytes(), _rows_digest(stored)
-        assert pl.read_parquet(stored).height == 12  # 2 stores x 6 items
+        for partition in (before_key, key):
+            result = dg.materialize([sales, plans], partition_key=partition, instance=instance)
+            assert result.success
+        assert dg.materialize(static, instance=instance).success  # ids checked against sales
+        tables = _stored_tables(cfg.paths.tables)
+        assert {"sales", "plans", "calendar", "products", "stores", LOG_TABLE} <= set(tables)
+        assert tables["sales"].height == 24  # 2 days x 2 stores x 6 items
+        digests = {name: _digest(frame) for name, frame in tables.items()}
+        stored_bytes = stored.read_bytes()
 
-        for case in FAILING_SALES:
+        for case, sha in zip(FAILING_SALES, shas, strict=True):
             landing_file.write_bytes(case.content)
             result = dg.materialize(
                 [sales], partition_key=key, instance=instance, raise_on_error=False
@@ -761,20 +1032,23 @@ def test_bad_sales_delivery_keeps_the_stored_partition(small_project):
             assert not result.success, case.id
             (failure,) = result.get_step_failure_events()
             assert str(landing_file) in failure.step_failure_data.error.message, case.id
-            assert _rows_digest(stored) == digest, case.id
             assert stored.read_bytes() == stored_bytes, case.id
-            sha = hashlib.sha256(case.content).hexdigest()
-            logged = log.read().filter(pl.col("sha256") == sha)
-            assert logged.select("file", "status", "partition").rows() == [
+            after = _stored_tables(cfg.paths.tables)
+            log = after[LOG_TABLE]
+            added = log.filter(pl.col("sha256") == sha)
+            assert added.select("file", "status", "partition").rows() == [
                 (f"sales/sales_{key}.csv", "failed", DAY)
             ], case.id
+            after[LOG_TABLE] = log.filter(pl.col("sha256") != sha)
+            assert {n: _digest(f) for n, f in after.items()} == digests, case.id
+            digests[LOG_TABLE] = _digest(log)  # the next case adds to this log
             assert landing_file.read_bytes() == case.content, case.id  # landing never modified
 
         landing_file.write_bytes(good)  # the corrected re-delivery loads again
         assert dg.materialize([sales], partition_key=key, instance=instance).success
-        assert _rows_digest(stored) == digest
-    statuses = log.read()["status"].value_counts().sort("status").rows()
-    assert statuses == [("accepted", 1), ("failed", len(FAILING_SALES))]
+        assert _digest(_stored_tables(cfg.paths.tables)["sales"]) == digests["sales"]
+    log = PartitionedTable(cfg.paths.tables, LOG_TABLE).read()
+    assert log.filter(pl.col("status") == "failed")["sha256"].sort().to_list() == sorted(shas)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -789,11 +1063,24 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _policy_text(policy: QuarantinePolicy) -> str:
+def _policy_text(case: Case) -> str:
+    policy = case.policy
     if policy == STRICT:
-        return "strict"
-    rules = "all rules" if policy.rules == frozenset(ROW_RULES) else ", ".join(sorted(policy.rules))
-    return f"quarantine {rules} (max {policy.max_fraction:.0%})"
+        text = "strict"
+    else:
+        rules = (
+            "all rules" if policy.rules == frozenset(ROW_RULES) else ", ".join(sorted(policy.rules))
+        )
+        text = f"quarantine {rules} (max {policy.max_fraction:.0%})"
+    if case.limits is not None:
+        default = IngestLimits()
+        tighter = {
+            f.name: getattr(case.limits, f.name)
+            for f in fields(IngestLimits)
+            if getattr(case.limits, f.name) != getattr(default, f.name)
+        }
+        text += "; " + ", ".join(f"`{k} = {v}`" for k, v in tighter.items())
+    return text
 
 
 def markdown_table() -> str:
@@ -807,7 +1094,7 @@ def markdown_table() -> str:
         if c.bug:
             outcome = f"**BUG (xfail)**: expected {outcome}; {c.bug}"
         code = f"`` {name} ``" if "`" in name else f"`{name}`"
-        cells = [str(i), f"`{c.id}`", c.source, code, c.what, _policy_text(c.policy)]
+        cells = [str(i), f"`{c.id}`", c.source, code, c.what, _policy_text(c)]
         lines.append("| " + " | ".join(_cell(x) for x in [*cells, outcome]) + " |")
     return "\n".join(lines) + "\n"
 

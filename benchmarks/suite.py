@@ -95,6 +95,7 @@ known_in_advance = ["price", "on_promo", "is_open"]
 calendar = ["is_holiday"]
 product_attributes = ["category", "base_price"]
 store_attributes = ["region", "store_size"]
+numeric_attributes = ["base_price"]
 
 [ingest]
 quarantine = ["duplicate_row", "negative", "not_finite"]
@@ -178,7 +179,7 @@ def write_history(frames: dict, cfg) -> dict:
     import polars as pl
 
     from batch_ml.defs.resources import TableStore
-    from batch_ml.ingest.contract import load_landing_file, sources
+    from batch_ml.ingest.contract import load_landing_file, sources, with_contract_columns
 
     src = sources(cfg.features)
     day = NEW_DAY
@@ -190,7 +191,7 @@ def write_history(frames: dict, cfg) -> dict:
         cfg.paths.landing / "plans" / f"plans_{day}.parquet", src["plans"], day, HORIZON
     ).rows.schema
     store = TableStore(tables_root=str(cfg.paths.tables), warehouse_path=str(cfg.paths.warehouse))
-    sales = frames["sales"].filter(pl.col("date") < day).select(sales_schema.names())
+    sales = with_contract_columns(frames["sales"].filter(pl.col("date") < day), src["sales"])
     sales = sales.cast(dict(sales_schema))
     by_day = {d: f for (d,), f in sales.partition_by("date", as_dict=True).items()}
     start = day - dt.timedelta(days=HISTORY_DAYS)
@@ -199,8 +200,7 @@ def write_history(frames: dict, cfg) -> dict:
     store.write("sales", {d.isoformat(): by_day.get(d, sales.clear()) for d in every_day})
     plan_days = [day - dt.timedelta(days=k) for k in range(FEATURE_DAYS, 0, -1)]
     plans = {
-        d.isoformat(): _plans_of(frames["plans"], d)
-        .select(plans_schema.names())
+        d.isoformat(): with_contract_columns(_plans_of(frames["plans"], d), src["plans"])
         .cast(dict(plans_schema))
         .with_columns(plan_date=pl.lit(d))
         for d in plan_days

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 
 from batch_ml.config import ProjectConfig
 from batch_ml.defs.partitions import Partitioning
@@ -42,7 +43,8 @@ class BuildContext:
 
     @staticmethod
     def from_config(cfg: ProjectConfig) -> BuildContext:
-        return BuildContext(cfg, Partitioning.from_config(cfg), sources(cfg.features))
+        parts = Partitioning.from_config(cfg)
+        return BuildContext(cfg, parts, sources(cfg.features, cfg.ingest.limits))
 
 
 _PROC = Path("/proc/self")
@@ -87,3 +89,48 @@ def measured(partitions: int = 1) -> Iterator[dict]:
             cost["duration_per_partition_s"] = round(cost["duration_s"] / partitions, 4)
         cost["peak_rss_mb"] = round(peak_rss_mb(), 1)
         cost["peak_rss_scope"] = "step" if own_peak else "process"
+
+
+def non_finite_counts(frame: pl.DataFrame) -> dict[str, int]:
+    """Column -> number of NaN or infinite values, for the float columns that have any
+    (nulls are missing values, not errors)."""
+    floats = [c for c, t in frame.schema.items() if t.is_float()]
+    if not floats or frame.is_empty():
+        return {}
+    counts = frame.select((~pl.col(c).is_finite()).sum() for c in floats).row(0, named=True)
+    return {c: n for c, n in counts.items() if n}
+
+
+FINITE_CHECK = "finite_values"
+
+
+def finite_values_spec(asset: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        FINITE_CHECK,
+        asset=asset,
+        blocking=True,
+        description="No NaN or infinite value is stored (the partition fails if one would be).",
+    )
+
+
+def finite_values_check(asset: str, frame: pl.DataFrame) -> Iterator[dg.AssetCheckResult]:
+    """Yield the `finite_values` check of a frame about to be stored; raise a Failure (not
+    retried: the same inputs give the same values) when a value is NaN or infinite, so that
+    nothing non-finite is stored."""
+    bad = non_finite_counts(frame)
+    yield dg.AssetCheckResult(
+        asset_key=asset,
+        check_name=FINITE_CHECK,
+        passed=not bad,
+        metadata={
+            "non_finite_values": sum(bad.values()),
+            **{f"column_{c}": n for c, n in bad.items()},
+        },
+    )
+    if bad:
+        raise dg.Failure(
+            description=f"{asset}: {sum(bad.values())} NaN or infinite value(s) would be "
+            f"stored, by column: {bad}; the partition is not stored",
+            metadata={"non_finite_values": sum(bad.values()), "columns": ", ".join(bad)},
+            allow_retries=False,
+        )

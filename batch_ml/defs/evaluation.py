@@ -7,7 +7,15 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from batch_ml.defs.common import BRING_UP_TO_DATE, OWNERS, TRANSIENT_RETRY, BuildContext, measured
+from batch_ml.defs.common import (
+    BRING_UP_TO_DATE,
+    OWNERS,
+    TRANSIENT_RETRY,
+    BuildContext,
+    finite_values_check,
+    finite_values_spec,
+    measured,
+)
 from batch_ml.defs.partitions import partition_dates
 from batch_ml.defs.resources import ModelStore
 from batch_ml.ml.features import BASELINE_COLUMNS, SERIES_KEYS
@@ -42,6 +50,7 @@ def build(b: BuildContext) -> list:
         code_version="evaluation-v2",
         automation_condition=BRING_UP_TO_DATE,
         metadata={"partition_column": "target_date"},
+        check_specs=[finite_values_spec("forecast_accuracy")],
         ins={
             "predictions": dg.AssetIn(partition_mapping=b.parts.forecasts_for_target),
             "demand_features": dg.AssetIn(partition_mapping=b.parts.forecasts_for_target),
@@ -72,6 +81,7 @@ def build(b: BuildContext) -> list:
                 .join(_categories(products), on="item_id", how="left")
             )
             frame = evaluate_forecasts(forecasts, sales, groups=("store_id", "category"))
+        yield from finite_values_check("forecast_accuracy", frame)
         if len(days) > 1:
             # One run covered many days: record each day's headline numbers as an observation
             # so the UI still plots accuracy per partition.
@@ -83,7 +93,7 @@ def build(b: BuildContext) -> list:
                         metadata=_headline(part),
                     )
                 )
-        return dg.Output(
+        yield dg.Output(
             frame,
             metadata={
                 **cost,

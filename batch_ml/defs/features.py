@@ -3,7 +3,14 @@
 import dagster as dg
 import polars as pl
 
-from batch_ml.defs.common import OWNERS, TRANSIENT_RETRY, BuildContext, measured
+from batch_ml.defs.common import (
+    OWNERS,
+    TRANSIENT_RETRY,
+    BuildContext,
+    finite_values_check,
+    finite_values_spec,
+    measured,
+)
 from batch_ml.defs.partitions import partition_dates
 from batch_ml.ml.features import build_features
 
@@ -23,6 +30,7 @@ def build(b: BuildContext) -> list:
         retry_policy=TRANSIENT_RETRY,
         code_version="features-v1",
         metadata={"partition_column": "forecast_date"},
+        check_specs=[finite_values_spec("demand_features")],
         ins={
             "sales": dg.AssetIn(partition_mapping=b.parts.lookback),
             "plans": dg.AssetIn(),
@@ -63,7 +71,8 @@ def build(b: BuildContext) -> list:
                 product_attributes=f.product_attributes,
                 store_attributes=f.store_attributes,
             ).collect()
-        return dg.Output(
+        yield from finite_values_check("demand_features", frame)
+        yield dg.Output(
             frame,
             metadata={
                 **cost,

@@ -12,12 +12,14 @@ from batch_ml.defs.common import OWNERS, TRANSIENT_RETRY, BuildContext, measured
 from batch_ml.defs.partitions import partition_dates
 from batch_ml.defs.resources import LandingZone, TableStore, table_metadata
 from batch_ml.ingest.contract import (
+    MATCHED_IDS,
     SERIES_KEYS,
     ContractViolation,
     QuarantinePolicy,
     Source,
     empty_frame,
     load_landing_file,
+    unmatched_ids_problem,
 )
 from batch_ml.ingest.landing import content_hash, file_problem, landing_path
 from batch_ml.ingest.records import (
@@ -98,6 +100,23 @@ def run_id_of(context: dg.AssetExecutionContext) -> str:
         return "direct"
 
 
+def unmatched_ids(tables: TableStore, source: Source, frame: pl.DataFrame) -> str | None:
+    """`unmatched_ids_problem` against the series of the stored sales; None (no check) while
+    sales has no partition yet."""
+    if source.name not in MATCHED_IDS or frame.is_empty():
+        return None
+    sales = tables.table("sales")
+    days = sales.partitions()
+    if not days:
+        return None
+    # The latest day's series nearly always match; only a miss pays for reading every day.
+    latest = sales.scan(days[-1:]).select(SERIES_KEYS).collect()
+    if not latest.is_empty() and unmatched_ids_problem(frame, source, latest) is None:
+        return None
+    known = sales.scan().select(SERIES_KEYS).unique().collect()
+    return unmatched_ids_problem(frame, source, known)
+
+
 def ingest_files(
     landing: LandingZone,
     source: Source,
@@ -129,6 +148,8 @@ def ingest_files(
             if problem:
                 raise ContractViolation(path, [problem])
             loaded = load_landing_file(path, source, day, horizon, policy, content=content)
+            if unmatched := unmatched_ids(tables, source, loaded.rows):
+                raise ContractViolation(path, [unmatched])
         except ContractViolation as exc:
             errors.append(str(exc))
             log[facts.log_key] = log_row(facts, None, str(exc), run_id, read_at)

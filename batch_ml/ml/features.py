@@ -196,8 +196,10 @@ def build_features(
         )
         rows = rows.join(plan, on=["forecast_date", "target_date", *SERIES_KEYS], how="left")
         if "price" in known_in_advance and "_recent_price" in rows.collect_schema().names():
+            # Null, not inf, after weeks of a zero price: features never hold inf.
+            recent = pl.col("_recent_price")
             rows = rows.with_columns(
-                plan_price_vs_recent=pl.col("plan_price") / pl.col("_recent_price")
+                plan_price_vs_recent=pl.when(recent > 0).then(pl.col("plan_price") / recent)
             )
     if products is not None and product_attributes:
         rows = rows.join(
