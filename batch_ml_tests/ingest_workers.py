@@ -43,7 +43,7 @@ def ingest_sales(config: Path, days: list[dt.date], run_id: str) -> None:
     """Read, validate and commit the sales files of `days` (one step of the `sales` asset)."""
     cfg, b, landing, tables = _stores(config)
     policy = QuarantinePolicy.from_config(cfg.ingest)
-    ingested = ingest_files(landing, b.sources["sales"], days, policy, run_id=run_id)
+    ingested = ingest_files(landing, tables, b.sources["sales"], days, policy, run_id=run_id)
     partitions = {d.isoformat(): f for d, f in ingested.frames.items()}
     commit_ingestion(tables, "sales", partitions, ingested, logging.getLogger(run_id))
 
@@ -82,7 +82,7 @@ def read_then_commit(config: Path, day: dt.date, run_id: str, have_read, go, out
     slow between reading a file and storing it, while a correction arrives."""
     cfg, b, landing, tables = _stores(config)
     policy = QuarantinePolicy.from_config(cfg.ingest)
-    ingested = ingest_files(landing, b.sources["sales"], [day], policy, run_id=run_id)
+    ingested = ingest_files(landing, tables, b.sources["sales"], [day], policy, run_id=run_id)
     have_read.set()
     go.wait(60)
     try:

@@ -363,7 +363,7 @@ def daily_floor(cfg) -> dict:
         return [(day - dt.timedelta(days=k)).isoformat() for k in range(n, 0, -1)]
 
     def ingest(name: str, horizon: int | None, shape=lambda frame: frame) -> None:
-        ingested = ingest_files(landing, src[name], [day], policy, horizon, run_id="floor")
+        ingested = ingest_files(landing, tables, src[name], [day], policy, horizon, run_id="floor")
         commit_ingestion(tables, name, {key: shape(ingested.frames[day])}, ingested, logger)
 
     def stage(job: str):

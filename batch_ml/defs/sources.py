@@ -119,6 +119,7 @@ def unmatched_ids(tables: TableStore, source: Source, frame: pl.DataFrame) -> st
 
 def ingest_files(
     landing: LandingZone,
+    tables: TableStore,
     source: Source,
     days: list[dt.date | None],
     policy: QuarantinePolicy,
@@ -126,9 +127,10 @@ def ingest_files(
     *,
     run_id: str,
 ) -> Ingested:
-    """Read and validate the source's file of each day, and prepare the ingestion-log row of
-    every file read and the quarantine rows of every valid one. Nothing is written here:
-    `commit_ingestion` stores the data and these records together."""
+    """Read and validate the source's file of each day (ids against the series `tables`
+    holds), and prepare the ingestion-log row of every file read and the quarantine rows of
+    every valid one. Nothing is written here: `commit_ingestion` stores the data and these
+    records together."""
     read_at = dt.datetime.now(dt.UTC)
     frames, missing, errors, read = {}, [], [], []
     log: dict[str, pl.DataFrame] = {}
@@ -275,9 +277,11 @@ def build(b: BuildContext) -> list:
     src = b.sources
     policy = QuarantinePolicy.from_config(b.cfg.ingest)
 
-    def ingest(context, landing, source, days, horizon=None) -> Ingested:
+    def ingest(context, landing, tables, source, days, horizon=None) -> Ingested:
         """ingest_files under the project's policy, recorded with the step's run id."""
-        return ingest_files(landing, source, days, policy, horizon, run_id=run_id_of(context))
+        return ingest_files(
+            landing, tables, source, days, policy, horizon, run_id=run_id_of(context)
+        )
 
     def store(context, tables: TableStore, partitions, ingested: Ingested) -> dict:
         """Commit the step's partitions with their records; the stored table's metadata."""
@@ -313,7 +317,7 @@ def build(b: BuildContext) -> list:
     def sales(context: dg.AssetExecutionContext, landing: LandingZone, tables: TableStore):
         with measured(len(context.partition_keys)) as cost:
             days = partition_dates(context)
-            ingested = ingest(context, landing, src["sales"], days)
+            ingested = ingest(context, landing, tables, src["sales"], days)
             if ingested.missing and not ingested.errors:
                 raise dg.Failure(
                     f"sales: no landing file for {len(ingested.missing)} day(s) "
@@ -364,7 +368,7 @@ def build(b: BuildContext) -> list:
     def plans(context: dg.AssetExecutionContext, landing: LandingZone, tables: TableStore):
         with measured(len(context.partition_keys)) as cost:
             days = partition_dates(context)
-            ingested = ingest(context, landing, src["plans"], days, horizon)
+            ingested = ingest(context, landing, tables, src["plans"], days, horizon)
             empty = empty_frame(src["plans"]).with_columns(plan_date=pl.lit(None, pl.Date))
             partitions = {
                 d.isoformat(): pl.concat(
@@ -406,7 +410,7 @@ def build(b: BuildContext) -> list:
         def _static(context: dg.AssetExecutionContext, landing: LandingZone, tables: TableStore):
             source = src[name]
             path = landing_path(landing.path, source)
-            ingested = ingest(context, landing, source, [None])
+            ingested = ingest(context, landing, tables, source, [None])
             if ingested.missing:
                 context.log.warning(f"{path} not found: {name} is optional, stored empty")
             frame = ingested.frames.get(None, empty_frame(source))
