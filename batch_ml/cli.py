@@ -252,6 +252,17 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_views(args) -> int:
+    """Create or rebuild the warehouse views for the configured data root (e.g. after the
+    data folder was copied or moved)."""
+    from batch_ml.storage.warehouse import refresh_views
+
+    cfg = load_config(args.config)
+    written = refresh_views(cfg.paths.warehouse, cfg.paths.tables)
+    echo(json.dumps({"warehouse": str(cfg.paths.warehouse), "views_written": written}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="batch-ml", description=__doc__)
     parser.add_argument(
@@ -260,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="generate demo data if absent and materialize the whole graph")
     sub.add_parser("generate", help="(re)write the demo landing files from the [demo] config")
+    sub.add_parser("views", help="rebuild the warehouse views for the configured data root")
     champion = sub.add_parser(
         "champion", help="show the champion history, or pin / unpin / roll back the champion"
     )
@@ -281,7 +293,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         action.add_argument("--by", default=os.environ.get("USER", ""), help="who asks")
     args = parser.parse_args(argv)
-    commands = {"demo": cmd_demo, "generate": cmd_generate, "champion": cmd_champion}
+    commands = {
+        "demo": cmd_demo,
+        "generate": cmd_generate,
+        "champion": cmd_champion,
+        "views": cmd_views,
+    }
     return commands[args.command](args)
 
 
