@@ -19,7 +19,7 @@ from batch_ml.defs.resources import LandingZone, ModelStore, ParquetTableIOManag
 from batch_ml.storage.warehouse import refresh_views
 
 logger = logging.getLogger(__name__)
-# A code location waits this long at most for a reader to release the warehouse.
+# A starting code location waits this long at most for another process rewriting the views.
 STARTUP_LOCK_TIMEOUT_S = 5.0
 
 
@@ -73,6 +73,6 @@ def defs() -> dg.Definitions:
         # The platform opening this data root: views built for another place (a copied or
         # moved data folder) are rebuilt for this one. Not fatal: the next write retries.
         refresh_views(cfg.paths.warehouse, cfg.paths.tables, timeout_s=STARTUP_LOCK_TIMEOUT_S)
-    except duckdb.Error as exc:
+    except (duckdb.Error, OSError) as exc:  # e.g. a read-only data folder, a held lock
         logger.warning("warehouse views of %s not checked now: %s", cfg.paths.warehouse, exc)
     return build_definitions(cfg)
