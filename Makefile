@@ -24,9 +24,10 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml
 	$(UV) sync --frozen --quiet
 	touch $@
 
+## The environment, and DAGSTER_HOME initialized once (its storage created under a lock, so
+## that commands starting at once on a fresh home cannot corrupt it).
 setup: $(VENV)/.synced
-	mkdir -p $(DAGSTER_HOME)
-	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/batch-ml init-home --dagster-yaml dagster.yaml
 
 ## Generate the demo data if absent and materialize the whole graph on the Dagster instance.
 demo: setup

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
 import json
 import os
 import shutil
@@ -21,6 +22,9 @@ from batch_ml.demo.simulator import spec_from_config, write_landing
 from batch_ml.ingest.landing import discover
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# In DAGSTER_HOME: written once the instance's storage exists; the lock serializes creating it.
+HOME_MARKER = ".batch_ml_initialized"
+HOME_LOCK = ".batch_ml_init.lock"
 
 
 def echo(text: str = "") -> None:
@@ -28,15 +32,52 @@ def echo(text: str = "") -> None:
     sys.stdout.flush()
 
 
-def ensure_dagster_home(project_dir: Path) -> Path:
-    """Use $DAGSTER_HOME, or the project's `.dagster_home` with the project's dagster.yaml."""
+def ensure_dagster_home(project_dir: Path, template: Path | None = None) -> Path:
+    """Use $DAGSTER_HOME, or the project's `.dagster_home`; initialize it once if it is new
+    (with `template`, by default the project's dagster.yaml, if the home has none).
+
+    Dagster creates an instance's SQLite databases on first use, and two processes doing so
+    at once can record their schema version twice (two alembic heads), after which every
+    command fails. So one process, holding an exclusive lock file in the home, copies the
+    project's dagster.yaml if absent, creates the storage and writes a marker; others wait
+    for it, and once the marker exists nobody takes the lock again.
+    """
     home = Path(os.environ.get("DAGSTER_HOME") or project_dir / ".dagster_home").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    template = project_dir / "dagster.yaml"
-    if template.exists() and not (home / "dagster.yaml").exists():
-        shutil.copyfile(template, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
+    if (home / HOME_MARKER).exists():
+        return home
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / HOME_LOCK).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        if not (home / HOME_MARKER).exists():
+            _initialize_home(home, template or project_dir / "dagster.yaml")
     return home
+
+
+def _replace_atomically(target: Path, write) -> None:
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _initialize_home(home: Path, template: Path) -> None:
+    if template.exists() and not (home / "dagster.yaml").exists():
+        _replace_atomically(home / "dagster.yaml", lambda tmp: shutil.copyfile(template, tmp))
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        # Opening the instance creates its run, event-log and schedule databases; these calls
+        # make sure each is there and readable before the marker says so.
+        instance.get_runs(limit=1)
+        instance.get_asset_keys()
+        instance.all_instigator_state()
+    _replace_atomically(
+        home / HOME_MARKER,
+        lambda tmp: tmp.write_text(f"initialized by batch_ml with dagster {dg.__version__}\n"),
+    )
 
 
 def generate(cfg: ProjectConfig, force: bool = False) -> dict[str, int] | None:
@@ -252,6 +293,28 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_init_home(args) -> int:
+    """Initialize DAGSTER_HOME (`make setup` runs this before anything uses the instance)."""
+    config_path = Path(args.config or os.environ.get("BATCH_ML_CONFIG") or "batch_ml.toml")
+    template = Path(args.dagster_yaml).resolve() if args.dagster_yaml else None
+    if template is not None and not template.is_file():
+        raise SystemExit(f"--dagster-yaml {template}: no such file")
+    home = ensure_dagster_home(config_path.resolve().parent, template)
+    echo(f"Dagster instance: {home}")
+    return 0
+
+
+def cmd_views(args) -> int:
+    """Create or rebuild the warehouse views for the configured data root (e.g. after the
+    data folder was copied or moved)."""
+    from batch_ml.storage.warehouse import refresh_views
+
+    cfg = load_config(args.config)
+    written = refresh_views(cfg.paths.warehouse, cfg.paths.tables)
+    echo(json.dumps({"warehouse": str(cfg.paths.warehouse), "views_written": written}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="batch-ml", description=__doc__)
     parser.add_argument(
@@ -260,6 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="generate demo data if absent and materialize the whole graph")
     sub.add_parser("generate", help="(re)write the demo landing files from the [demo] config")
+    init_home = sub.add_parser(
+        "init-home", help="initialize DAGSTER_HOME once (its storage, and dagster.yaml if absent)"
+    )
+    init_home.add_argument(
+        "--dagster-yaml", help="instance settings to copy (default: dagster.yaml beside the config)"
+    )
+    sub.add_parser("views", help="rebuild the warehouse views for the configured data root")
     champion = sub.add_parser(
         "champion", help="show the champion history, or pin / unpin / roll back the champion"
     )
@@ -281,7 +351,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         action.add_argument("--by", default=os.environ.get("USER", ""), help="who asks")
     args = parser.parse_args(argv)
-    commands = {"demo": cmd_demo, "generate": cmd_generate, "champion": cmd_champion}
+    commands = {
+        "demo": cmd_demo,
+        "generate": cmd_generate,
+        "champion": cmd_champion,
+        "init-home": cmd_init_home,
+        "views": cmd_views,
+    }
     return commands[args.command](args)
 
 

@@ -8,6 +8,7 @@ folder now and another root later.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import re
 import tomllib
@@ -19,6 +20,11 @@ DATA_ROOT_ENV = "BATCH_ML_DATA_ROOT"
 DEFAULT_CONFIG_FILE = "batch_ml.toml"
 
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# Columns the platform adds to stored source tables (plans: the day a plan was published).
+STORED_COLUMNS = ("plan_date",)
+FEATURE_LISTS = ("known_in_advance", "calendar", "product_attributes", "store_attributes")
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -204,11 +210,46 @@ def _features(section: dict) -> FeatureConfig:
     return features
 
 
+def _data_root(raw: dict, base_dir: Path) -> Path:
+    """The data root as a normalised absolute path (relative: to the config file's folder)."""
+    key = DATA_ROOT_ENV if os.environ.get(DATA_ROOT_ENV) else "data.root"
+    configured = os.environ.get(DATA_ROOT_ENV) or str(raw.get("data", {}).get("root", "data"))
+    root = (base_dir / configured).resolve()  # an absolute `configured` replaces base_dir
+    if ".." in Path(configured).parts:
+        logger.warning("data root %r (%s) contains '..': using %s", configured, key, root)
+    if "\\" in str(root):
+        # DuckDB's glob splits a path at `\`, so the warehouse views could not read the tables.
+        raise ConfigError(f"{key}: the data root {str(root)!r} contains a backslash")
+    return root
+
+
+def _check_feature_columns(features: FeatureConfig) -> None:
+    """Declared covariates and attributes are columns of the same frames as the contract's
+    own columns (keys, target, dates) and of each other: a name may be used once."""
+    from batch_ml.ingest.contract import TARGET, sources  # it imports this module
+    from batch_ml.ml.features import ID_COLUMNS
+
+    base = sources(FeatureConfig())
+    reserved = {c for s in base.values() for c in (*s.required, *s.optional)}
+    reserved |= {TARGET, *STORED_COLUMNS, *ID_COLUMNS}
+    # Sales files may carry the observed values of the known-in-advance covariates.
+    observed_covariates = set(base["sales"].optional)
+    owner: dict[str, str] = {}
+    for key in FEATURE_LISTS:
+        for name in getattr(features, key):
+            if name in reserved and not (key == "known_in_advance" and name in observed_covariates):
+                raise ConfigError(
+                    f"features.{key}: column {name!r} is a column of the data contract "
+                    f"({', '.join(sorted(reserved))}); name the column differently"
+                )
+            if name in owner:
+                where = "twice" if owner[name] == key else f"also in features.{owner[name]}"
+                raise ConfigError(f"features.{key}: column {name!r} is {where}")
+            owner[name] = key
+
+
 def parse_config(raw: dict, base_dir: Path) -> ProjectConfig:
-    data = raw.get("data", {})
-    root = Path(os.environ.get(DATA_ROOT_ENV) or data.get("root", "data"))
-    if not root.is_absolute():
-        root = (base_dir / root).resolve()
+    root = _data_root(raw, base_dir)
     cal = raw.get("calendar", {})
     if "start_date" not in cal:
         raise ConfigError("calendar.start_date is required")
@@ -217,6 +258,7 @@ def parse_config(raw: dict, base_dir: Path) -> ProjectConfig:
     if forecast.horizon < 1 or forecast.lookback_days < 28:
         raise ConfigError("forecast.horizon must be >= 1 and forecast.lookback_days >= 28")
     features = _features(raw.get("features", {}))
+    _check_feature_columns(features)
     ing = raw.get("ingest", {})
     ingest = IngestConfig(
         quarantine=tuple(str(r) for r in ing.get("quarantine", [])),

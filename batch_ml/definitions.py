@@ -6,13 +6,21 @@ a test or another deployment builds the same graph over other data by passing a 
 
 from __future__ import annotations
 
+import logging
+
 import dagster as dg
+import duckdb
 
 from batch_ml.config import ProjectConfig, load_config
 from batch_ml.defs import evaluation, features, model, predictions, promotion, sources
 from batch_ml.defs.common import BuildContext
 from batch_ml.defs.jobs import build_jobs, build_landing_sensor, build_schedules
 from batch_ml.defs.resources import LandingZone, ModelStore, ParquetTableIOManager, TableStore
+from batch_ml.storage.warehouse import refresh_views
+
+logger = logging.getLogger(__name__)
+# A starting code location waits this long at most for another process rewriting the views.
+STARTUP_LOCK_TIMEOUT_S = 5.0
 
 
 def build_definitions(cfg: ProjectConfig) -> dg.Definitions:
@@ -60,4 +68,11 @@ def build_definitions(cfg: ProjectConfig) -> dg.Definitions:
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return build_definitions(load_config())
+    cfg = load_config()
+    try:
+        # The platform opening this data root: views built for another place (a copied or
+        # moved data folder) are rebuilt for this one. Not fatal: the next write retries.
+        refresh_views(cfg.paths.warehouse, cfg.paths.tables, timeout_s=STARTUP_LOCK_TIMEOUT_S)
+    except (duckdb.Error, OSError) as exc:  # e.g. a read-only data folder, a held lock
+        logger.warning("warehouse views of %s not checked now: %s", cfg.paths.warehouse, exc)
+    return build_definitions(cfg)

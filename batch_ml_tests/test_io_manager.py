@@ -4,6 +4,7 @@ import datetime as dt
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from batch_ml.defs.resources import ParquetTableIOManager
 
@@ -35,12 +36,26 @@ def as_one_scan_per_partition(counts: dict[str, pl.LazyFrame]) -> None:
     assert frames["2025-01-04"].schema == frames["2025-01-03"].schema
 
 
-def test_partitioned_input_as_one_scan_or_one_scan_per_partition(tmp_path):
-    resources = {
-        "io_manager": ParquetTableIOManager(
-            tables_root=str(tmp_path / "tables"), warehouse_path=str(tmp_path / "w.duckdb")
-        )
-    }
+def _io_manager(root) -> ParquetTableIOManager:
+    return ParquetTableIOManager(
+        tables_root=str(root / "tables"), warehouse_path=str(root / "w.duckdb")
+    )
+
+
+@pytest.mark.parametrize("root_name", ["data", "da[ta]*?"])
+def test_partitioned_input_as_one_scan_or_one_scan_per_partition(tmp_path, root_name):
+    root = tmp_path / root_name
+    # A folder that `da[ta]*?` matches as a glob, with other rows on every day of the run:
+    # the root is taken literally, so the assets below see none of them.
+    other = _io_manager(tmp_path / "dat_other")._store()
+    other.write(
+        "counts",
+        {
+            d: pl.DataFrame({"day": [dt.date.fromisoformat(d)], "n": [-1]})
+            for d in ("2025-01-03", "2025-01-04", "2025-01-05")
+        },
+    )
+    resources = {"io_manager": _io_manager(root)}
     for day in ("2025-01-03", "2025-01-05"):
         assert dg.materialize([counts], partition_key=day, resources=resources).success
     result = dg.materialize(
@@ -60,9 +75,7 @@ def mislabelled(context: dg.AssetExecutionContext) -> pl.DataFrame:
 
 
 def test_rows_outside_the_runs_partition_are_refused_and_nothing_is_written(tmp_path):
-    io = ParquetTableIOManager(
-        tables_root=str(tmp_path / "tables"), warehouse_path=str(tmp_path / "w.duckdb")
-    )
+    io = _io_manager(tmp_path)
     result = dg.materialize(
         [mislabelled],
         partition_key="2025-01-05",

@@ -33,6 +33,9 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 STALE_TMP_S = 3600
 # Readers apply declared widenings (see `_is_widening`) to older partitions on the fly.
 _WIDENING_CAST = pl.ScanCastOptions(integer_cast=["upcast", "allow-float"], float_cast="upcast")
+# Paths are taken literally: Polars would expand `*`, `?` and `[` anywhere in a path (a data
+# root `da[ta]` reads the sibling folder `data`) and add columns for `key=value` folders.
+_LITERAL_PATHS = {"glob": False, "hive_partitioning": False}
 
 
 class MissingTableError(LookupError):
@@ -134,11 +137,11 @@ class PartitionedTable:
     def schema(self) -> pl.Schema:
         path = self.folder / SCHEMA_FILE
         if path.exists():
-            return pl.read_parquet_schema(path)
+            return _file_schema(path)
         keys = self.partitions()  # a table written before schema files existed
         if not keys:
             raise MissingTableError(f"table {self.name} has no partitions in {self.folder}")
-        return pl.read_parquet_schema(self.path(keys[-1]))
+        return _file_schema(self.path(keys[-1]))
 
     @contextmanager
     def _schema_lock(self) -> Iterator[None]:
@@ -273,6 +276,7 @@ class PartitionedTable:
         # reads as null from older files, a declared widening is applied on the fly.
         return pl.scan_parquet(
             files,
+            **_LITERAL_PATHS,
             schema=schema,
             missing_columns="insert",
             extra_columns="ignore",
@@ -281,3 +285,8 @@ class PartitionedTable:
 
     def read(self, keys: Iterable[str] | None = None) -> pl.DataFrame:
         return self.scan(keys).collect()
+
+
+def _file_schema(path: Path) -> pl.Schema:
+    # Not `pl.read_parquet_schema`: it expands glob characters in the path.
+    return pl.scan_parquet(path, **_LITERAL_PATHS).collect_schema()

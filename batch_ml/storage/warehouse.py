@@ -1,25 +1,59 @@
 """The DuckDB warehouse: one view per table over its Parquet partitions.
 
-The warehouse file holds only view definitions, so writers of data never open it; it is
-opened for writing only briefly, when a view is first created. Consumers open it read-only.
+The warehouse file holds only view definitions, so writers of data never open it. It is never
+opened for writing in place either: a change of views is made on a copy in a temporary folder
+and the copy is renamed over the file (`_rewrite`), so readers (read-only connections) never
+block it and see the old views or the new ones. That also keeps DuckDB's write-ahead log out
+of the data folder: DuckDB names the log by inserting `.wal` before the first `?` of the
+database's path, so it cannot write a database whose path has a `?`.
+
+A view reads `<tables>/<name>/*.parquet` by the absolute path of the tables folder, its glob
+characters escaped, so a partition added later is read without touching the warehouse. DuckDB
+has no path relative to the database file (a relative path is resolved against the reader's
+working directory), so each view records, as its comment, the tables folder and warehouse
+file it was built for, and the platform rebuilds views built for another place whenever it
+opens the warehouse (`sync_views`: every table write, and the code location's start). Until
+then a view in a copied or moved warehouse refuses to read (it checks the path of the
+database it is read from) instead of reading the original folder's files.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import random
+import shutil
+import tempfile
 import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
 
 from batch_ml.storage.tables import _NAME
 
+# How long to wait for another process's lock on the warehouse file.
+LOCK_TIMEOUT_S = 30.0
+# Part of every view's comment: a view without it, or of another version, is rebuilt.
+VIEW_FORMAT = 2
+# DuckDB expands these anywhere in a path it is given, also in a single file's path.
+_GLOB_CHARACTERS = frozenset("*?[")
+
+
+class WarehousePathError(ValueError):
+    """A path DuckDB cannot read literally."""
+
 
 def _is_lock_error(exc: Exception) -> bool:
     return "lock" in str(exc).lower()
 
 
-def connect(path: Path, read_only: bool, timeout_s: float = 30.0) -> duckdb.DuckDBPyConnection:
+def connect(
+    path: Path, read_only: bool, timeout_s: float = LOCK_TIMEOUT_S
+) -> duckdb.DuckDBPyConnection:
     """Connect, retrying while another process holds the file's lock (DuckDB allows one writer)."""
     deadline = time.monotonic() + timeout_s
     delay = 0.02
@@ -34,52 +68,194 @@ def connect(path: Path, read_only: bool, timeout_s: float = 30.0) -> duckdb.Duck
 
 
 def _literal(text: str) -> str:
-    # DDL cannot take bound parameters; the path comes from configuration and is quoted.
+    # DDL cannot take bound parameters; the text comes from configuration and is quoted.
     return "'" + text.replace("'", "''") + "'"
 
 
-def view_sql(name: str, tables_root: Path) -> str:
+def literal_glob(path: Path) -> str:
+    """`path` as a DuckDB glob pattern that matches only itself: each glob character becomes a
+    one-character class (`[` -> `[[]`), which DuckDB's matcher reads literally."""
+    text = str(path)
+    if "\\" in text:
+        # DuckDB's glob splits a pattern at `\` as well as `/`: no escape reaches the file.
+        raise WarehousePathError(
+            f"{text}: DuckDB cannot read a folder whose path contains a backslash through a "
+            "view; use a data root without one"
+        )
+    return "".join(f"[{c}]" if c in _GLOB_CHARACTERS else c for c in text)
+
+
+def _placement(path: Path, tables_root: Path) -> dict:
+    return {
+        "batch_ml_views": VIEW_FORMAT,
+        "tables": str(Path(tables_root).resolve()),
+        "warehouse": str(Path(path).resolve()),
+    }
+
+
+def view_comment(path: Path, tables_root: Path) -> str:
+    return json.dumps(_placement(path, tables_root), sort_keys=True)
+
+
+def view_sql(name: str, tables_root: Path, path: Path) -> str:
+    """The view of table `name`: its partitions, read only from the warehouse file at `path`.
+
+    DuckDB reports a database's real path (symlinks resolved), as `Path.resolve` gives it.
+    """
     if not _NAME.match(name):
         raise ValueError(f"invalid view name {name!r}")
-    pattern = str(Path(tables_root).resolve() / name / "*.parquet")
+    placement = _placement(path, tables_root)
+    pattern = literal_glob(Path(placement["tables"]) / name) + "/*.parquet"
+    moved = (
+        f"view {name} reads {placement['tables']}/{name} and belongs to the warehouse "
+        f"{placement['warehouse']}; this warehouse file was copied or moved: its views are "
+        "rebuilt for the folder it is in when batch_ml next opens it (any materialization or "
+        "`batch-ml views`)"
+    )
     return (
-        f'CREATE OR REPLACE VIEW "{name}" AS '  # noqa: S608 - name validated above
-        f"SELECT * FROM read_parquet({_literal(pattern)}, union_by_name = true)"
+        f'CREATE OR REPLACE VIEW "{name}" AS SELECT p.* '  # noqa: S608 - name validated above
+        f"FROM read_parquet({_literal(pattern)}, union_by_name = true, "
+        "hive_partitioning = false) AS p "
+        "WHERE CASE WHEN EXISTS (SELECT 1 FROM duckdb_databases() "
+        f"WHERE path = {_literal(placement['warehouse'])}) "
+        f"THEN true ELSE error({_literal(moved)}) END"
     )
 
 
-def existing_views(path: Path) -> set[str]:
+def existing_views(path: Path, timeout_s: float = LOCK_TIMEOUT_S) -> dict[str, str | None]:
+    """View name -> its comment (the placement it was built for), read-only."""
     if not Path(path).exists():
-        return set()
-    with connect(path, read_only=True) as con:
-        rows = con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
-    return {r[0] for r in rows}
+        return {}
+    with connect(path, read_only=True, timeout_s=timeout_s) as con:
+        rows = con.execute(
+            "SELECT view_name, comment FROM duckdb_views() WHERE NOT internal"
+        ).fetchall()
+    return dict(rows)
 
 
-def ensure_views(path: Path, tables_root: Path, names: list[str]) -> list[str]:
-    """Create the views that are missing (only for tables with at least one partition)."""
-    present = existing_views(path)
-    missing = [
-        n for n in names if n not in present and any((Path(tables_root) / n).glob("*.parquet"))
-    ]
-    if missing:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with connect(path, read_only=False) as con:
-            for name in missing:
-                con.execute(view_sql(name, tables_root))
-    return missing
+def _has_partitions(tables_root: Path, name: str) -> bool:
+    return any((Path(tables_root) / name).glob("*.parquet"))
 
 
-def refresh_views(path: Path, tables_root: Path) -> list[str]:
-    """(Re)create a view for every table under `tables_root`, e.g. after the root moved."""
+def _is_ours(comment: str | None) -> bool:
+    try:
+        return "batch_ml_views" in json.loads(comment or "")
+    except (ValueError, TypeError):
+        return False
+
+
+def _changes(
+    present: dict[str, str | None], path: Path, tables_root: Path, names: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """(views to build, views to drop): missing views of `names` and stale views of tables
+    with a partition here are built; stale views of ours without one are dropped."""
+    expected = view_comment(path, tables_root)
+    stale = [n for n, comment in present.items() if _NAME.match(n) and comment != expected]
+    missing = [n for n in names if n not in present]
+    build = sorted({n for n in [*stale, *missing] if _has_partitions(tables_root, n)})
+    # Only views this module made (its comment) are dropped, never a view someone else added.
+    drop = sorted(n for n in stale if n not in build and _is_ours(present[n]))
+    return build, drop
+
+
+@contextmanager
+def _exclusive(path: Path, timeout_s: float) -> Iterator[None]:
+    """One rewriter of the warehouse at a time (readers are not affected)."""
+    lock_path = path.with_name(f".{path.name}.lock")
+    deadline = time.monotonic() + timeout_s
+    with lock_path.open("a") as lock:
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{lock_path} held for more than {timeout_s} s") from None
+                time.sleep(0.02 * (1 + random.random()))
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _remove_left_copies(path: Path) -> None:
+    # Called under the rewrite lock: a copy beside the file is a killed rewriter's.
+    prefix = f".{path.name}."
+    for left in path.parent.iterdir():
+        if left.name.startswith(prefix) and left.name.endswith(".tmp"):
+            left.unlink(missing_ok=True)
+
+
+def _rewrite(path: Path, tables_root: Path, build: list[str], drop: list[str]) -> None:
+    """Apply the view changes to a copy of the warehouse and rename it over the file."""
+    with tempfile.TemporaryDirectory(prefix="batch_ml_warehouse_") as work:
+        copy = Path(work) / "warehouse.duckdb"
+        if path.exists():
+            shutil.copyfile(path, copy)
+        wal = path.with_name(path.name + ".wal")
+        if wal.exists():  # left by a writer of an earlier version that was killed
+            shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
+        comment = view_comment(path, tables_root)
+        with duckdb.connect(str(copy)) as con:
+            con.execute("BEGIN TRANSACTION")
+            for name in build:
+                con.execute(view_sql(name, tables_root, path))
+                con.execute(f'COMMENT ON VIEW "{name}" IS {_literal(comment)}')
+            for name in drop:
+                con.execute(f'DROP VIEW IF EXISTS "{name}"')
+            con.execute("COMMIT")
+            con.execute("CHECKPOINT")  # everything in the file itself, no log beside it
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            shutil.copyfile(copy, tmp)
+            with tmp.open("rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_views(
+    path: Path, tables_root: Path, names: Sequence[str] = (), timeout_s: float = LOCK_TIMEOUT_S
+) -> list[str]:
+    """Create the views of `names` that are missing (tables with at least one partition) and
+    rebuild every view built for another place or version; returns the views written.
+
+    A stale view whose table has no partition here is dropped. Costs one read-only
+    connection when nothing is to do.
+    """
+    path, tables_root = Path(path), Path(tables_root)
+    build, drop = _changes(existing_views(path, timeout_s), path, tables_root, names)
+    if not build and not drop:
+        return []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(path, timeout_s):
+        # Again under the lock: another process may have made these changes meanwhile.
+        build, drop = _changes(existing_views(path, timeout_s), path, tables_root, names)
+        if build or drop:
+            _remove_left_copies(path)
+            _rewrite(path, tables_root, build, drop)
+    return build
+
+
+def ensure_views(path: Path, tables_root: Path, names: Sequence[str]) -> list[str]:
+    """After a write of tables `names`: their missing views, and any stale one (see
+    `sync_views`). An unchanged warehouse is only opened read-only."""
+    return sync_views(path, tables_root, names)
+
+
+def refresh_views(path: Path, tables_root: Path, timeout_s: float = LOCK_TIMEOUT_S) -> list[str]:
+    """Views for every table under `tables_root`, rebuilt where stale (e.g. after the root
+    was copied or moved); returns the views written."""
+    root = Path(tables_root)
     names = (
-        sorted(p.name for p in Path(tables_root).iterdir() if p.is_dir() and _NAME.match(p.name))
-        if Path(tables_root).is_dir()
+        sorted(p.name for p in root.iterdir() if p.is_dir() and _NAME.match(p.name))
+        if root.is_dir()
         else []
     )
-    names = [n for n in names if any((Path(tables_root) / n).glob("*.parquet"))]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with connect(path, read_only=False) as con:
-        for name in names:
-            con.execute(view_sql(name, tables_root))
-    return names
+    return sync_views(path, tables_root, names, timeout_s)
