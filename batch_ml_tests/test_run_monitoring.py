@@ -129,8 +129,8 @@ def descends_from(pid: int, ancestor: int) -> bool:
 
 
 def started_worker(instance: dg.DagsterInstance, run_id: str, daemon_pid: int) -> int:
-    """Wait until the run is STARTED with its steps under way; return its worker's pid,
-    checked to be a live process launched under the daemon (its code server's child)."""
+    """Wait until the run is STARTED; return its worker's pid, checked to be a live process
+    launched under the daemon (its code server's child)."""
     wait_for_status(instance, run_id, {dg.DagsterRunStatus.STARTED}, RUN_TIMEOUT)
     pid, logged_at = worker_of(instance, run_id)
     assert process_alive(pid, logged_at), pid
@@ -146,6 +146,7 @@ def failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
 
 def test_killed_worker_fails_its_run_and_the_reexecution_stores_the_data(tmp_path, capsys):
     timings: dict[str, float] = {}
+    t0 = time.monotonic()
     config = write_config(tmp_path, start=START, days=DAYS)
     cfg = load_config(config)
     write_landing(spec_from_config(cfg), cfg.paths.landing)
@@ -163,12 +164,17 @@ def test_killed_worker_fails_its_run_and_the_reexecution_stores_the_data(tmp_pat
         dg.DagsterInstance.from_config(str(home)) as instance,
     ):
         web = services.webserver
+        timings.update(services.startup)
         assert instance.run_monitoring_enabled
         assert instance.run_monitoring_poll_interval_seconds == POLL_SECONDS
 
         # 1. Only the worker dies: its code server fails the run.
+        launched = time.monotonic()
         first = launch_ingest_range(web)
-        os.kill(started_worker(instance, first, services.daemon.process.pid), signal.SIGKILL)
+        timings["launch_request"] = time.monotonic() - launched
+        worker = started_worker(instance, first, services.daemon.process.pid)
+        timings["launch_to_started"] = time.monotonic() - launched
+        os.kill(worker, signal.SIGKILL)
         status, timings["worker_killed_to_failure"] = wait_for_status(
             instance, first, {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS}, 60
         )
@@ -231,6 +237,7 @@ def test_killed_worker_fails_its_run_and_the_reexecution_stores_the_data(tmp_pat
     daily = log.filter(pl.col("source").is_in(["sales", "plans"]))
     assert sorted(daily["file"]) == landing_files
     assert set(daily["status"]) == {"accepted"}
+    timings["total"] = time.monotonic() - t0
     with capsys.disabled():
         print(
             "\nrun monitoring timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items())
