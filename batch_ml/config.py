@@ -110,6 +110,9 @@ class IngestConfig:
     # A landing file modified less than this many seconds ago may still be being written.
     settle_seconds: float = 10.0
     limits: IngestLimits = field(default_factory=IngestLimits)
+    # The landing sensor hashes every file again at least this often, even when nothing in
+    # its size, mtime, inode or ctime says it changed.
+    rehash_seconds: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -265,7 +268,10 @@ def parse_config(raw: dict, base_dir: Path) -> ProjectConfig:
         max_quarantined_fraction=float(ing.get("max_quarantined_fraction", 0.0)),
         settle_seconds=float(ing.get("settle_seconds", 10.0)),
         limits=_limits(ing),
+        rehash_seconds=float(ing.get("rehash_seconds", IngestConfig.rehash_seconds)),
     )
+    if ingest.rehash_seconds <= 0:
+        raise ConfigError(f"ingest.rehash_seconds must be > 0, got {ingest.rehash_seconds}")
     promo = raw.get("promotion", {})
     promotion = PromotionConfig(**{k: float(v) for k, v in promo.items()})
     if not 0 <= promotion.margin < 1:

@@ -20,6 +20,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dagster as dg
+import yaml
+
 from .services import REPO, Webserver, _wait_until_serving, free_port
 
 VENV_BIN = REPO / ".venv" / "bin"
@@ -32,11 +35,46 @@ query DaemonHealth {
 }
 """
 
+SENSORS = """
+query Sensors {
+  repositoriesOrError {
+    ... on RepositoryConnection {
+      nodes { sensors { name sensorState { id status } } }
+    }
+  }
+}
+"""
 
-def dagster_home(folder: Path) -> Path:
-    """A fresh DAGSTER_HOME holding a copy of the repository's dagster.yaml."""
+STOP_SENSOR = """
+mutation StopSensor($id: String!) {
+  stopSensor(id: $id) {
+    __typename
+    ... on StopSensorMutationResult { instigationState { status } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def stop_running_sensors(web: Webserver) -> None:
+    """The landing sensor runs by default: stop it (as in the UI) before the daemon ticks, so
+    only the test starts runs."""
+    repos = web.graphql(SENSORS)["repositoriesOrError"]["nodes"]
+    for sensor in (s for r in repos for s in r["sensors"]):
+        if sensor["sensorState"]["status"] == "RUNNING":
+            result = web.graphql(STOP_SENSOR, {"id": sensor["sensorState"]["id"]})["stopSensor"]
+            assert result["instigationState"]["status"] == "STOPPED", (sensor["name"], result)
+
+
+def dagster_home(folder: Path, run_monitoring: dict | None = None) -> Path:
+    """A fresh DAGSTER_HOME holding a copy of the repository's dagster.yaml, with the given
+    `run_monitoring` settings (e.g. a short poll interval) replacing the repository's."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "dagster.yaml", folder / "dagster.yaml")
+    if run_monitoring:
+        settings = yaml.safe_load((folder / "dagster.yaml").read_text())
+        settings["run_monitoring"] = {**settings.get("run_monitoring", {}), **run_monitoring}
+        (folder / "dagster.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     return folder
 
 
@@ -65,6 +103,13 @@ class Service:
     def interrupt(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGINT)
+
+    def kill(self) -> None:
+        """SIGKILL the whole group at once (a crash: nothing can clean up); reap the leader."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.returncode = self.process.wait(timeout=30)
+        self.clean_exit = False
 
     def wait_stopped(self, started: float, deadline: float) -> None:
         """Wait until `deadline` for the leader and its group, then kill what is left."""
@@ -95,6 +140,15 @@ def _start(name: str, args: list[str], env: dict[str, str], log: Path) -> Servic
     return Service(name=name, process=process, log=log)
 
 
+def _start_daemon(env: dict[str, str], log: Path) -> Service:
+    return _start(
+        "dagster-daemon",
+        [str(VENV_BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        env,
+        log,
+    )
+
+
 @dataclass
 class DagsterServices:
     webserver: Webserver
@@ -102,6 +156,39 @@ class DagsterServices:
     webserver_process: Service
     # Seconds from start to: webserver answering /server_info; required daemons healthy.
     startup: dict[str, float] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    log_dir: Path | None = None
+    # Daemons killed by `crash_daemon`, oldest first (their logs stay for the test to read).
+    crashed: list[Service] = field(default_factory=list)
+
+    def crash_daemon(
+        self, while_down: Callable[[], None] | None = None, timeout: float = 120
+    ) -> float:
+        """SIGKILL the daemon with its process group (its code server and the run workers it
+        launched: a crash, a reboot), call `while_down()`, then start a new daemon on the same
+        instance and wait until it is healthy. Returns the seconds the new daemon took."""
+        before = self.heartbeat_ids()
+        self.daemon.kill()
+        self.crashed.append(self.daemon)
+        if while_down is not None:
+            while_down()
+        log = self.log_dir / f"daemon.{len(self.crashed)}.log"
+        started = time.monotonic()
+        self.daemon = _start_daemon(self.env, log)
+        # The killed daemon's last heartbeats still look healthy for a while: wait for the
+        # new daemon's own heartbeat of every daemon the old one ran.
+        deadline = started + timeout
+        while any(self.heartbeat_ids().get(t) in (None, old) for t, old in before.items()):
+            if self.daemon.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the new daemon did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        self.wait_for_daemons(max(1.0, deadline - time.monotonic()))
+        return time.monotonic() - started
+
+    def heartbeat_ids(self) -> dict[str, str]:
+        """daemon type -> id of the daemon process whose heartbeat the instance holds."""
+        with dg.DagsterInstance.from_config(self.env["DAGSTER_HOME"]) as instance:
+            return {t: h.daemon_id for t, h in instance.get_daemon_heartbeats().items()}
 
     @property
     def services(self) -> tuple[Service, Service]:
@@ -157,6 +244,7 @@ def daemon_and_webserver(
     log_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     running: list[Service] = []
+    services: DagsterServices | None = None
     try:
         web = _start(
             "dagster-webserver",
@@ -178,20 +266,17 @@ def daemon_and_webserver(
         serving = time.monotonic() - started
         if before_daemon is not None:
             before_daemon(webserver)
-        daemon = _start(
-            "dagster-daemon",
-            [str(VENV_BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-            env,
-            log_dir / "daemon.log",
-        )
+        daemon = _start_daemon(env, log_dir / "daemon.log")
         running.append(daemon)
-        services = DagsterServices(webserver, daemon, web)
+        services = DagsterServices(webserver, daemon, web, env=env, log_dir=log_dir)
         services.startup["webserver_serving"] = serving
         services.wait_for_daemons(max(1.0, timeout - (time.monotonic() - started)))
         services.startup["daemons_healthy"] = time.monotonic() - started
         yield services
     finally:
         stopping = time.monotonic()
+        if services is not None:
+            running = [services.webserver_process, services.daemon]
         for service in running:
             service.interrupt()
         for service in running:

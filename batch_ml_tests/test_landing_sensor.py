@@ -1,6 +1,9 @@
 """The landing sensor driven through a sequence of arrivals, with its real cursor."""
 
 import datetime as dt
+import hashlib
+import json
+import logging
 import os
 import time
 
@@ -8,21 +11,27 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from batch_ml.config import ConfigError, load_config, parse_config
 from batch_ml.definitions import build_definitions
-from batch_ml.defs.jobs import MAX_RUNS_PER_TICK
+from batch_ml.defs.jobs import MAX_RUNS_PER_TICK, REQUEST_TAG, load_cursor
 from batch_ml.defs.partitions import RANGE_END, RANGE_START
 from batch_ml.defs.resources import LandingZone, TableStore
-from batch_ml.ingest.arrivals import contiguous_ranges
+from batch_ml.demo.simulator import spec_from_config, write_landing
+from batch_ml.ingest.arrivals import MAX_RUN_ATTEMPTS, contiguous_ranges
 from batch_ml.ingest.contract import PROBLEM_SCHEMA, LoadedFile
 from batch_ml.ingest.records import LOG_TABLE, FileFacts, log_row
 from batch_ml.storage.tables import PartitionedTable
 
+from .conftest import write_config
+
 
 class Sensor:
-    """Ticks the real sensor definition, carrying its cursor like the daemon does."""
+    """Ticks the real sensor definition, carrying its cursor like the daemon does, on a real
+    instance (where it finds the runs it requested)."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, instance: dg.DagsterInstance | None = None):
         self.cfg = cfg
+        self.instance = instance or dg.DagsterInstance.ephemeral()
         self.sensor = build_definitions(cfg).resolve_sensor_def("landing_files_sensor")
         self.resources = {
             "landing": LandingZone(root=str(cfg.paths.landing)),
@@ -31,9 +40,19 @@ class Sensor:
             ),
         }
         self.cursor = None
+        self.logs: list[str] = []  # the last tick's log: "LEVEL message"
 
     def tick(self) -> dg.SensorResult:
-        with dg.build_sensor_context(cursor=self.cursor, resources=self.resources) as ctx:
+        logs = self.logs = []
+
+        class Collect(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                logs.append(f"{record.levelname} {record.getMessage()}")
+
+        with dg.build_sensor_context(
+            cursor=self.cursor, resources=self.resources, instance=self.instance
+        ) as ctx:
+            ctx.log.addHandler(Collect())
             result = self.sensor(ctx)
         self.cursor = result.cursor
         return result
@@ -173,23 +192,26 @@ def test_bad_names_are_reported_not_read(small_project, name):
     assert not any(name in str(r.tags) for r in result.run_requests)
 
 
-def _execute(cfg, requests, instance) -> None:
+def _execute(cfg, requests, instance, succeed: bool = True) -> None:
     """Run what the sensor requested, as the daemon would (static sources first)."""
     defs = build_definitions(cfg)
     for request in sorted(requests, key=lambda r: r.job_name != "reference_data_job"):
         job = defs.resolve_job_def(request.job_name)
         result = job.execute_in_process(
-            instance=instance, partition_key=request.partition_key, tags=request.tags
+            instance=instance,
+            partition_key=request.partition_key,
+            tags=request.tags,
+            raise_on_error=False,
         )
-        assert result.success
+        assert result.success == succeed, request.tags
 
 
 def test_requested_runs_store_every_day_once_and_a_correction_replaces_its_day(small_project):
     cfg = small_project
     _age(*_all_files(cfg))
-    sensor = Sensor(cfg)
     sales = PartitionedTable(cfg.paths.tables, "sales")
     with dg.DagsterInstance.ephemeral() as instance:
+        sensor = Sensor(cfg, instance)
         _execute(cfg, sensor.tick().run_requests, instance)
         stored = sales.read()
         assert len(sales.partitions()) == 130  # closed days are stored as empty partitions
@@ -216,3 +238,164 @@ def test_requested_runs_store_every_day_once_and_a_correction_replaces_its_day(s
         .height
         == 2
     )  # both deliveries are on record
+
+
+def _worker_killed(cfg, request: dg.RunRequest, instance: dg.DagsterInstance) -> str:
+    """The instance's record of the requested run after its worker was SIGKILLed before it
+    recorded anything: created with the request's tags, then failed by run monitoring
+    (test_run_monitoring.py kills a real worker)."""
+    job = build_definitions(cfg).resolve_job_def(request.job_name)
+    tags = dict(request.tags)
+    if request.partition_key:
+        tags["dagster/partition"] = request.partition_key
+    run = instance.create_run_for_job(job, tags=tags, status=dg.DagsterRunStatus.STARTED)
+    instance.report_run_failed(run, "run worker process 4242 is gone")
+    return run.run_id
+
+
+@pytest.fixture
+def short_project(tmp_path):
+    """20 days: one range run, so a test can execute what the sensor requests quickly."""
+    cfg = load_config(write_config(tmp_path, days=20))
+    write_landing(spec_from_config(cfg), cfg.paths.landing)
+    _age(*_all_files(cfg))
+    return cfg
+
+
+def _ingest(requests) -> list[dg.RunRequest]:
+    return [r for r in requests or [] if r.job_name == "ingest_job"]
+
+
+def test_a_run_whose_worker_died_is_requested_again_until_it_is_stored(short_project):
+    cfg = short_project
+    with dg.DagsterInstance.ephemeral() as instance:
+        sensor = Sensor(cfg, instance)
+        first = sensor.tick().run_requests
+        (died,) = _ingest(first)
+        _execute(cfg, [r for r in first if r is not died], instance)  # the static sources
+        dead_run = _worker_killed(cfg, died, instance)
+
+        (retry,) = sensor.tick().run_requests
+        assert _days(retry) == _days(died)
+        assert retry.tags["batch_ml/trigger"] == "retry"
+        assert retry.tags["batch_ml/attempt"] == "2"
+        assert retry.tags["batch_ml/sha256"] == died.tags["batch_ml/sha256"]  # the same bytes
+        assert retry.tags[REQUEST_TAG] != died.tags[REQUEST_TAG]
+        assert any(f"40 file(s) were not recorded: run {dead_run} failed" in m for m in sensor.logs)
+
+        # While the retry's run is queued or running, nothing is requested twice.
+        assert not sensor.tick().run_requests
+        _execute(cfg, [retry], instance)
+        assert not sensor.tick().run_requests
+        assert not sensor.tick().run_requests
+    assert len(PartitionedTable(cfg.paths.tables, "sales").partitions()) == 20
+    log = PartitionedTable(cfg.paths.tables, LOG_TABLE).read()
+    assert log.filter(pl.col("source") == "sales")["status"].to_list() == ["accepted"] * 20
+
+
+def test_attempts_per_content_are_bounded_and_new_content_starts_over(short_project):
+    cfg = short_project
+    with dg.DagsterInstance.ephemeral() as instance:
+        sensor = Sensor(cfg, instance)
+        (request,) = _ingest(sensor.tick().run_requests)
+        for attempt in range(2, MAX_RUN_ATTEMPTS + 1):
+            _worker_killed(cfg, request, instance)
+            (request,) = _ingest(sensor.tick().run_requests)
+            assert request.tags["batch_ml/attempt"] == str(attempt)
+        _worker_killed(cfg, request, instance)
+        assert not _ingest(sensor.tick().run_requests)
+        assert any(
+            m.startswith("WARNING") and f"gave up after {MAX_RUN_ATTEMPTS} run(s)" in m
+            for m in sensor.logs
+        ), sensor.logs
+        assert not _ingest(sensor.tick().run_requests), "a fault that stays does not loop"
+
+        # A new delivery is new content: its own attempts.
+        day = "2025-01-05"
+        path = _sales(cfg, day)
+        path.write_bytes(path.read_bytes() + b"\n")
+        _age(path, seconds=60)
+        (fresh,) = sensor.tick().run_requests
+        assert fresh.partition_key == day and fresh.tags["batch_ml/attempt"] == "1"
+
+
+def test_a_contract_violation_is_not_requested_again(short_project):
+    cfg = short_project
+    day = "2025-01-07"
+    path = _sales(cfg, day)
+    header, first, rest = path.read_text().split("\n", 2)
+    cells = first.split(",")
+    cells[header.split(",").index("units")] = "lots"
+    path.write_text("\n".join([header, ",".join(cells), rest]))
+    _age(path)
+    with dg.DagsterInstance.ephemeral() as instance:
+        sensor = Sensor(cfg, instance)
+        first_tick = sensor.tick().run_requests
+        (failing,) = _ingest(first_tick)
+        _execute(cfg, [r for r in first_tick if r is not failing], instance)
+        _execute(cfg, [failing], instance, succeed=False)
+        assert not sensor.tick().run_requests
+        assert any(
+            "1 file(s) break the data contract" in m and f"sales/sales_{day}.csv" in m
+            for m in sensor.logs
+        ), sensor.logs
+        assert not sensor.tick().run_requests
+    log = PartitionedTable(cfg.paths.tables, LOG_TABLE).read()
+    assert log.filter(pl.col("file") == f"sales/sales_{day}.csv")["status"].to_list() == ["failed"]
+
+
+def test_a_correction_with_the_same_size_and_mtime_is_requested(short_project):
+    cfg = short_project
+    sensor = Sensor(cfg)
+    sensor.tick()
+    day = "2025-01-10"
+    path = _sales(cfg, day)
+    before = path.stat()
+    text = path.read_text()
+    last = text.rstrip("\n").rsplit(",", 1)
+    digit = last[1][-1]
+    corrected = f"{last[0]},{last[1][:-1]}{'1' if digit != '1' else '2'}\n"
+    assert len(corrected) == len(text)
+    time.sleep(0.05)  # past the kernel's timestamp granularity, so the ctime moves
+    path.write_text(corrected)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # as `cp -p` leaves it
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    (request,) = sensor.tick().run_requests
+    assert request.partition_key == day and request.tags["batch_ml/trigger"] == "changed"
+
+
+def test_a_cursor_of_the_first_format_still_loads(short_project):
+    """The first cursor held {file: [size, mtime_ns, sha256]}: it loads, each file is hashed
+    once (inode and ctime unknown), and unchanged files start nothing."""
+    cfg = short_project
+    landing = cfg.paths.landing
+    old = {}
+    for p in _all_files(cfg):
+        st = p.stat()
+        old[f"{p.parent.name}/{p.name}"] = [
+            st.st_size,
+            st.st_mtime_ns,
+            hashlib.sha256(p.read_bytes()).hexdigest(),
+        ]
+    sensor = Sensor(cfg)
+    sensor.cursor = json.dumps(old)
+    result = sensor.tick()
+    assert not result.run_requests
+    assert any(f"{len(old)} file(s) hashed (0 periodically)" in m for m in sensor.logs)
+    files, pending = load_cursor(sensor.cursor)
+    assert set(files) == set(old) and not pending
+    assert all(s.inode is not None and s.hashed_ns is not None for s in files.values())
+    assert not sensor.tick().run_requests
+    assert not any("hashed" in m for m in sensor.logs), "nothing to hash on the next tick"
+    path = landing / "plans" / "plans_2025-01-03.parquet"
+    path.write_bytes(path.read_bytes())  # same bytes, new mtime and ctime: hashed, no run
+    _age(path, seconds=60)
+    assert not sensor.tick().run_requests
+    assert any("1 file(s) hashed (0 periodically)" in m for m in sensor.logs)
+
+
+def test_rehash_seconds_must_be_positive(tmp_path):
+    raw = {"calendar": {"start_date": "2025-01-01"}, "ingest": {"rehash_seconds": 0}}
+    with pytest.raises(ConfigError, match="ingest.rehash_seconds must be > 0"):
+        parse_config(raw, tmp_path)
+    assert parse_config({"calendar": raw["calendar"]}, tmp_path).ingest.rehash_seconds == 3600

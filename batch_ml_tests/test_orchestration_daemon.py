@@ -36,7 +36,7 @@ from batch_ml.config import load_config
 from batch_ml.demo.simulator import spec_from_config, write_landing
 
 from .conftest import write_config
-from .daemon_services import daemon_and_webserver, dagster_home
+from .daemon_services import daemon_and_webserver, dagster_home, stop_running_sensors
 from .services import Webserver
 
 pytestmark = pytest.mark.integration
@@ -48,26 +48,6 @@ CORRUPT = (dt.date(2025, 1, 10), dt.date(2025, 3, 20))  # in the first and the t
 ASSETS = ("sales", "plans")
 TERMINAL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 BACKFILL_TIMEOUT = 240
-
-SENSORS = """
-query Sensors {
-  repositoriesOrError {
-    ... on RepositoryConnection {
-      nodes { sensors { name sensorState { id status } } }
-    }
-  }
-}
-"""
-
-STOP_SENSOR = """
-mutation StopSensor($id: String!) {
-  stopSensor(id: $id) {
-    __typename
-    ... on StopSensorMutationResult { instigationState { status } }
-    ... on PythonError { message }
-  }
-}
-"""
 
 LAUNCH_BACKFILL = """
 mutation LaunchBackfill($params: LaunchBackfillParams!) {
@@ -160,16 +140,6 @@ CHUNKS = [ALL_KEYS[i : i + CHUNK] for i in range(0, DAYS, CHUNK)]
 FAILED_CHUNKS = [c for c in CHUNKS if any(d.isoformat() in c for d in CORRUPT)]
 FAILED_KEYS = [k for c in FAILED_CHUNKS for k in c]
 GOOD_KEYS = [k for k in ALL_KEYS if k not in FAILED_KEYS]
-
-
-def stop_running_sensors(web: Webserver) -> None:
-    """The landing sensor runs by default: stop it (as in the UI) before the daemon ticks, so
-    only the backfills start runs."""
-    repos = web.graphql(SENSORS)["repositoriesOrError"]["nodes"]
-    for sensor in (s for r in repos for s in r["sensors"]):
-        if sensor["sensorState"]["status"] == "RUNNING":
-            result = web.graphql(STOP_SENSOR, {"id": sensor["sensorState"]["id"]})["stopSensor"]
-            assert result["instigationState"]["status"] == "STOPPED", (sensor["name"], result)
 
 
 def corrupt(path: Path) -> bytes:

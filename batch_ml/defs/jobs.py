@@ -1,16 +1,28 @@
 """Jobs, schedules and the landing sensor (first version; see docs/operations.md)."""
 
 import datetime as dt
+import functools
 import json
 import time
+import uuid
 
 import dagster as dg
-import polars as pl
 
 from batch_ml.defs.common import BuildContext
 from batch_ml.defs.partitions import RANGE_END, RANGE_START
 from batch_ml.defs.resources import LandingZone, TableStore
-from batch_ml.ingest.arrivals import Arrival, Seen, contiguous_ranges, find_arrivals
+from batch_ml.ingest.arrivals import (
+    MAX_RUN_ATTEMPTS,
+    RETRY,
+    Arrival,
+    IngestionRecords,
+    Pending,
+    RunOutcome,
+    Seen,
+    contiguous_ranges,
+    find_arrivals,
+    plan_retries,
+)
 from batch_ml.ingest.landing import content_hash, discover
 from batch_ml.ingest.records import LOG_TABLE
 
@@ -18,6 +30,10 @@ DAILY_SOURCES = ("sales", "plans")
 STATIC_SOURCES = ("calendar", "products", "stores")
 # A burst of files becomes at most this many runs per tick, each a range of consecutive days.
 MAX_RUNS_PER_TICK = 10
+# Every run the landing sensor requests carries a fresh id in this tag: later ticks find the
+# run (and re-executions of it) by it, to request a failed one again.
+REQUEST_TAG = "batch_ml/request"
+CURSOR_VERSION = 2
 
 
 def build_jobs(b: BuildContext) -> dict:
@@ -93,22 +109,42 @@ def build_schedules(b: BuildContext, jobs: dict) -> list[dg.ScheduleDefinition]:
     ]
 
 
-def _accepted_files(tables: TableStore) -> dict[str, set[str]]:
-    """file -> content hashes the ingestion log accepted (read only when the cursor lacks one)."""
+def _ingestion_records(tables: TableStore) -> IngestionRecords:
+    """The ingestion log, read only when a tick needs it (a file the cursor does not know, or a
+    requested file whose run failed)."""
     log = tables.table(LOG_TABLE)
     if not log.partitions():
-        return {}
-    rows = (
-        log.scan()
-        .filter(pl.col("status") == "accepted")
-        .select("file", "sha256")
-        .unique()
-        .collect()
+        return IngestionRecords([])
+    rows = log.scan().select("file", "sha256", "status", "ingested_at", "run_id").collect()
+    return IngestionRecords(rows.iter_rows())
+
+
+def _runs_of(instance: dg.DagsterInstance, requests: list[str]) -> dict[str, list[RunOutcome]]:
+    """request id -> the instance's runs carrying it, newest first."""
+    found: dict[str, list[RunOutcome]] = {}
+    for run in instance.get_runs(filters=dg.RunsFilter(tags={REQUEST_TAG: requests})):
+        found.setdefault(run.tags[REQUEST_TAG], []).append(RunOutcome(run.run_id, run.status.value))
+    return found
+
+
+def load_cursor(text: str | None) -> tuple[dict[str, Seen], dict[str, Pending]]:
+    """The sensor's cursor: what it saw of each file, and the contents waiting for a run."""
+    raw = json.loads(text or "{}")
+    if raw.get("v") != CURSOR_VERSION:  # the first format, {file: [size, mtime_ns, sha256]}
+        return {k: Seen.from_json(v) for k, v in raw.items()}, {}
+    files = {k: Seen.from_json(v) for k, v in raw["files"].items()}
+    return files, {k: Pending.from_json(v) for k, v in raw["pending"].items()}
+
+
+def dump_cursor(files: dict[str, Seen], pending: dict[str, Pending]) -> str:
+    return json.dumps(
+        {
+            "v": CURSOR_VERSION,
+            "files": {k: v.to_json() for k, v in files.items()},
+            "pending": {k: v.to_json() for k, v in pending.items()},
+        },
+        sort_keys=True,
     )
-    accepted: dict[str, set[str]] = {}
-    for file, digest in rows.iter_rows():
-        accepted.setdefault(file, set()).add(digest)
-    return accepted
 
 
 def _listing(items: list[str], limit: int = 900) -> str:
@@ -117,12 +153,20 @@ def _listing(items: list[str], limit: int = 900) -> str:
     return text if len(text) <= limit else f"{len(items)} files: {items[0]} ... {items[-1]}"
 
 
-def _range_request(first: dt.date, last: dt.date, arrivals: list[Arrival]) -> dg.RunRequest:
-    tags = {
+def _tags(arrivals: list[Arrival], request: str) -> dict[str, str]:
+    return {
         "batch_ml/trigger": ", ".join(sorted({a.reason for a in arrivals})),
         "batch_ml/files": _listing(sorted(a.file for a in arrivals)),
         "batch_ml/sha256": _listing(sorted(f"{a.file}@{a.sha256[:12]}" for a in arrivals)),
+        "batch_ml/attempt": str(max(a.attempt for a in arrivals)),
+        REQUEST_TAG: request,
     }
+
+
+def _range_request(
+    first: dt.date, last: dt.date, arrivals: list[Arrival], request: str
+) -> dg.RunRequest:
+    tags = _tags(arrivals, request)
     if first == last:
         return dg.RunRequest(job_name="ingest_job", partition_key=first.isoformat(), tags=tags)
     return dg.RunRequest(
@@ -134,6 +178,7 @@ def _range_request(first: dt.date, last: dt.date, arrivals: list[Arrival]) -> dg
 def build_landing_sensor(b: BuildContext, jobs: dict) -> dg.SensorDefinition:
     daily_keys = b.parts.daily
     settle = b.cfg.ingest.settle_seconds
+    rehash = b.cfg.ingest.rehash_seconds
 
     @dg.sensor(
         name="landing_files_sensor",
@@ -146,13 +191,15 @@ def build_landing_sensor(b: BuildContext, jobs: dict) -> dg.SensorDefinition:
             f"most {b.cfg.backfill.days_per_run} days, `[backfill] days_per_run`), at most "
             f"{MAX_RUNS_PER_TICK} runs per tick, the rest on the next ticks. Identical "
             "re-deliveries and files the ingestion log already accepted start nothing. Bad "
-            "file names are reported, not read."
+            "file names are reported, not read. Content whose run failed before the ingestion "
+            f"log recorded it (a killed worker, a transient error) is requested again, at most "
+            f"{MAX_RUN_ATTEMPTS} runs per content; a contract violation never is."
         ),
     )
     def landing_files_sensor(
         context: dg.SensorEvaluationContext, landing: LandingZone, tables: TableStore
     ):
-        cursor = {k: Seen.from_json(v) for k, v in json.loads(context.cursor or "{}").items()}
+        cursor, pending = load_cursor(context.cursor)
         files, problems = [], []
         for name in DAILY_SOURCES + STATIC_SOURCES:
             found, bad = discover(landing.path, b.sources[name])
@@ -165,58 +212,81 @@ def build_landing_sensor(b: BuildContext, jobs: dict) -> dg.SensorDefinition:
         ]
         problems += [f"{f.path}: {f.partition} is outside the partitions" for f in outside]
         files = [f for f in files if f not in outside]
+        now_ns = time.time_ns()
+        records = functools.cache(lambda: _ingestion_records(tables))
         arrivals = find_arrivals(
             files,
             cursor,
-            ingested=lambda: _accepted_files(tables),
+            recorded=records,
             hasher=content_hash,
-            now_ns=time.time_ns(),
+            now_ns=now_ns,
             settle_seconds=settle,
+            rehash_seconds=rehash,
         )
+        retries = plan_retries(
+            pending,
+            files,
+            arrivals,
+            runs_of=lambda requests: _runs_of(context.instance, requests),
+            recorded=records,
+            now_ns=now_ns,
+        )
+        for arrival in retries.arrivals:
+            arrivals.add(arrival)
         for problem in problems:
             context.log.warning(problem)
+        for note in retries.notes:
+            context.log.info(note)
+        for note in retries.gave_up:
+            context.log.warning(note)
 
         next_cursor = {**cursor, **arrivals.unchanged}
+        next_pending = dict(retries.pending)
+
+        def requested(batch: list[Arrival]) -> str:
+            request = uuid.uuid4().hex[:16]
+            for a in batch:
+                next_cursor[a.file] = a.seen
+                next_pending[a.file] = Pending(a.sha256, request, a.attempt, now_ns)
+            return request
+
         requests = []
         if arrivals.static:
+            request = requested(arrivals.static)
             requests.append(
-                dg.RunRequest(
-                    job_name="reference_data_job",
-                    tags={
-                        "batch_ml/trigger": ", ".join(sorted({a.reason for a in arrivals.static})),
-                        "batch_ml/files": _listing([a.file for a in arrivals.static]),
-                    },
-                )
+                dg.RunRequest(job_name="reference_data_job", tags=_tags(arrivals.static, request))
             )
-            next_cursor.update({a.file: a.seen for a in arrivals.static})
         ranges = contiguous_ranges(list(arrivals.daily), b.cfg.backfill.days_per_run)
-        for first, last in ranges[:MAX_RUNS_PER_TICK]:
+        for i, (first, last) in enumerate(ranges):
             batch = [
                 a
                 for day, items in sorted(arrivals.daily.items())
                 if first <= day <= last
                 for a in items
             ]
-            requests.append(_range_request(first, last, batch))
-            next_cursor.update({a.file: a.seen for a in batch})
-        deferred = len(ranges) - min(len(ranges), MAX_RUNS_PER_TICK)
-        if requests or deferred or arrivals.settling or problems:
-            context.log.info(
-                f"{len(requests)} run(s) requested, {deferred} range(s) deferred to the next "
-                f"tick, {len(arrivals.settling)} file(s) still settling, "
-                f"{len(problems)} bad file name(s)"
-            )
-        if not requests:
-            waiting = (
-                f"; waiting for {arrivals.settling[:3]} to settle" if arrivals.settling else ""
-            )
-            return dg.SensorResult(
-                skip_reason=dg.SkipReason(f"no new or changed landing files{waiting}"),
-                cursor=json.dumps({k: v.to_json() for k, v in next_cursor.items()}, sort_keys=True),
-            )
-        return dg.SensorResult(
-            run_requests=requests,
-            cursor=json.dumps({k: v.to_json() for k, v in next_cursor.items()}, sort_keys=True),
+            if i < MAX_RUNS_PER_TICK:
+                requests.append(_range_request(first, last, batch, requested(batch)))
+            else:  # next tick: a new arrival is found again, a retry stays pending
+                next_pending.update({a.file: pending[a.file] for a in batch if a.reason == RETRY})
+        deferred = max(0, len(ranges) - MAX_RUNS_PER_TICK)
+        waiting = len(
+            {p.request for p in next_pending.values()} - {r.tags[REQUEST_TAG] for r in requests}
         )
+        if requests or deferred or arrivals.settling or problems or arrivals.hashed:
+            context.log.info(
+                f"{len(requests)} run(s) requested ({len(retries.arrivals)} file(s) again after "
+                f"a failed run), {deferred} range(s) deferred to the next tick, "
+                f"{len(arrivals.settling)} file(s) still settling, {len(problems)} bad file "
+                f"name(s), {arrivals.hashed} file(s) hashed ({arrivals.rehashed} periodically), "
+                f"{waiting} earlier request(s) waiting for their run"
+            )
+        cursor_text = dump_cursor(next_cursor, next_pending)
+        if not requests:
+            why = f"; waiting for {arrivals.settling[:3]} to settle" if arrivals.settling else ""
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason(f"no new or changed landing files{why}"),
+                cursor=cursor_text,
+            )
+        return dg.SensorResult(run_requests=requests, cursor=cursor_text)
 
     return landing_files_sensor

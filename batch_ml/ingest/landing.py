@@ -17,6 +17,10 @@ class LandingFile:
     partition: dt.date | None
     size: int
     mtime_ns: int
+    # A replacement by rename has a new inode; a rewrite in place, even one that restores
+    # the mtime (`cp -p`, `touch -r`), changes the ctime.
+    inode: int
+    ctime_ns: int
 
 
 def landing_path(landing_root: Path, source: Source, day: dt.date | None = None) -> Path:
@@ -57,7 +61,17 @@ def discover(landing_root: Path, source: Source) -> tuple[list[LandingFile], lis
             problems.append(str(exc))
             continue
         stat = path.stat()
-        found.append(LandingFile(source.name, path, partition, stat.st_size, stat.st_mtime_ns))
+        found.append(
+            LandingFile(
+                source.name,
+                path,
+                partition,
+                stat.st_size,
+                stat.st_mtime_ns,
+                stat.st_ino,
+                stat.st_ctime_ns,
+            )
+        )
     return found, problems
 
 
