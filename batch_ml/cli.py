@@ -33,8 +33,15 @@ def echo(text: str = "") -> None:
 
 
 def ensure_dagster_home(project_dir: Path, template: Path | None = None) -> Path:
-    """Use $DAGSTER_HOME, or the project's `.dagster_home`; initialize it once if it is new
-    (with `template`, by default the project's dagster.yaml, if the home has none).
+    """Use $DAGSTER_HOME, or the project's `.dagster_home` (and set $DAGSTER_HOME to it);
+    initialize it once if it is new (see `init_dagster_home`)."""
+    home = Path(os.environ.get("DAGSTER_HOME") or project_dir / ".dagster_home").resolve()
+    os.environ["DAGSTER_HOME"] = str(home)
+    return init_dagster_home(home, template or project_dir / "dagster.yaml")
+
+
+def init_dagster_home(home: Path, template: Path) -> Path:
+    """Initialize a Dagster home once, with `template` as its dagster.yaml if it has none.
 
     Dagster creates an instance's SQLite databases on first use, and two processes doing so
     at once can record their schema version twice (two alembic heads), after which every
@@ -42,15 +49,14 @@ def ensure_dagster_home(project_dir: Path, template: Path | None = None) -> Path
     project's dagster.yaml if absent, creates the storage and writes a marker; others wait
     for it, and once the marker exists nobody takes the lock again.
     """
-    home = Path(os.environ.get("DAGSTER_HOME") or project_dir / ".dagster_home").resolve()
-    os.environ["DAGSTER_HOME"] = str(home)
+    home = Path(home)
     if (home / HOME_MARKER).exists():
         return home
     home.mkdir(parents=True, exist_ok=True)
     with (home / HOME_LOCK).open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
         if not (home / HOME_MARKER).exists():
-            _initialize_home(home, template or project_dir / "dagster.yaml")
+            _initialize_home(home, Path(template))
     return home
 
 
@@ -300,6 +306,11 @@ def cmd_init_home(args) -> int:
     if template is not None and not template.is_file():
         raise SystemExit(f"--dagster-yaml {template}: no such file")
     home = ensure_dagster_home(config_path.resolve().parent, template)
+    settings = home / "dagster.yaml"
+    if template is not None and settings.read_bytes() != template.read_bytes():
+        # The home follows the project's instance settings (e.g. run monitoring added later).
+        _replace_atomically(settings, lambda tmp: shutil.copyfile(template, tmp))
+        echo(f"{settings}: updated from {template}")
     echo(f"Dagster instance: {home}")
     return 0
 

@@ -23,6 +23,8 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
+from batch_ml.cli import init_dagster_home
+
 from .services import REPO, Webserver, _wait_until_serving, free_port
 
 VENV_BIN = REPO / ".venv" / "bin"
@@ -75,7 +77,8 @@ def dagster_home(folder: Path, run_monitoring: dict | None = None) -> Path:
         settings = yaml.safe_load((folder / "dagster.yaml").read_text())
         settings["run_monitoring"] = {**settings.get("run_monitoring", {}), **run_monitoring}
         (folder / "dagster.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
-    return folder
+    # The webserver and the daemon start at once: the home's storage must exist before.
+    return init_dagster_home(folder, folder / "dagster.yaml")
 
 
 @dataclass

@@ -199,6 +199,8 @@ def build_landing_sensor(b: BuildContext, jobs: dict) -> dg.SensorDefinition:
     def landing_files_sensor(
         context: dg.SensorEvaluationContext, landing: LandingZone, tables: TableStore
     ):
+        # An ingestion killed after its commit point is finished before its log is trusted.
+        tables.recover()
         cursor, pending = load_cursor(context.cursor)
         files, problems = [], []
         for name in DAILY_SOURCES + STATIC_SOURCES:

@@ -85,6 +85,10 @@ class TableStore(dg.ConfigurableResource):
         recover(Path(self.tables_root))
         return PartitionedTable(Path(self.tables_root), name)
 
+    def recover(self) -> int:
+        """Finish the transactions killed writers committed but did not apply; how many."""
+        return recover(Path(self.tables_root))
+
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """Writes to several tables that become visible together on `commit()` (or not at
