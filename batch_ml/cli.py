@@ -307,7 +307,9 @@ def cmd_init_home(args) -> int:
         raise SystemExit(f"--dagster-yaml {template}: no such file")
     home = ensure_dagster_home(config_path.resolve().parent, template)
     settings = home / "dagster.yaml"
-    if template is not None and settings.read_bytes() != template.read_bytes():
+    if template is not None and (
+        not settings.exists() or settings.read_bytes() != template.read_bytes()
+    ):
         # The home follows the project's instance settings (e.g. run monitoring added later).
         _replace_atomically(settings, lambda tmp: shutil.copyfile(template, tmp))
         echo(f"{settings}: updated from {template}")

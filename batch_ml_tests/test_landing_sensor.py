@@ -334,11 +334,16 @@ def test_a_contract_violation_is_not_requested_again(short_project):
         (failing,) = _ingest(first_tick)
         _execute(cfg, [r for r in first_tick if r is not failing], instance)
         _execute(cfg, [failing], instance, succeed=False)
-        assert not sensor.tick().run_requests
+        # The range run stored nothing: its good days are requested again, the bad one not.
+        retries = sensor.tick().run_requests
         assert any(
             "1 file(s) break the data contract" in m and f"sales/sales_{day}.csv" in m
             for m in sensor.logs
         ), sensor.logs
+        assert {r.tags["batch_ml/trigger"] for r in retries} == {"retry"}
+        retried = [d for r in retries for d in _days(r)]
+        assert sorted([*retried, day]) == _days(failing)
+        _execute(cfg, retries, instance)
         assert not sensor.tick().run_requests
     log = PartitionedTable(cfg.paths.tables, LOG_TABLE).read()
     assert log.filter(pl.col("file") == f"sales/sales_{day}.csv")["status"].to_list() == ["failed"]
