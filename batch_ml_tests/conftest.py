@@ -17,9 +17,11 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # --dist loadfile and no reordering, so these start at once on both workers and the short
 # files fill in behind them (about 4 minutes each, mostly waiting for daemon ticks).
 LONGEST_FIRST = (
-    "test_storage_faults.py",
-    "test_orchestration_daemon.py",
     "test_automation_daemon.py",
+    "test_orchestration_daemon.py",
+    "test_run_monitoring.py",
+    "test_storage_faults.py",
+    "test_ingest_commit.py",
     "test_cli_demo.py",
     "test_bench_suite.py",
 )
