@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import fcntl
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from batch_ml.config import ProjectConfig, load_config
 from batch_ml.defs.partitions import RANGE_END, RANGE_START
 from batch_ml.demo.simulator import spec_from_config, write_landing
 from batch_ml.ingest.landing import discover
+from batch_ml.storage.files import exclusive_lock
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # In DAGSTER_HOME: written once the instance's storage exists; the lock serializes creating it.
@@ -53,8 +53,7 @@ def init_dagster_home(home: Path, template: Path) -> Path:
     if (home / HOME_MARKER).exists():
         return home
     home.mkdir(parents=True, exist_ok=True)
-    with (home / HOME_LOCK).open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+    with exclusive_lock(home / HOME_LOCK):
         if not (home / HOME_MARKER).exists():
             _initialize_home(home, Path(template))
     return home
@@ -305,14 +304,21 @@ def cmd_init_home(args) -> int:
     template = Path(args.dagster_yaml).resolve() if args.dagster_yaml else None
     if template is not None and not template.is_file():
         raise SystemExit(f"--dagster-yaml {template}: no such file")
-    home = ensure_dagster_home(config_path.resolve().parent, template)
+    project = config_path.resolve().parent
+    home = ensure_dagster_home(project, template)
     settings = home / "dagster.yaml"
-    if template is not None and (
-        not settings.exists() or settings.read_bytes() != template.read_bytes()
-    ):
-        # The home follows the project's instance settings (e.g. run monitoring added later).
+    if template is not None and not settings.exists():
         _replace_atomically(settings, lambda tmp: shutil.copyfile(template, tmp))
-        echo(f"{settings}: updated from {template}")
+    elif template is not None and settings.read_bytes() != template.read_bytes():
+        if home == (project / ".dagster_home").resolve():
+            # The project's own home follows the project's instance settings (e.g. run
+            # monitoring added later); the replaced file is kept beside it.
+            with exclusive_lock(home / HOME_LOCK):
+                shutil.copyfile(settings, settings.with_suffix(".yaml.bak"))
+                _replace_atomically(settings, lambda tmp: shutil.copyfile(template, tmp))
+            echo(f"{settings}: updated from {template} (the old one: dagster.yaml.bak)")
+        else:  # a home of the user's own: their settings, only pointed out
+            echo(f"{settings} differs from {template}: compare them (e.g. run_monitoring)")
     echo(f"Dagster instance: {home}")
     return 0
 

@@ -26,6 +26,9 @@ from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, Wor
 # A run's first engine events hold the one with its worker's pid (logged before RUN_START).
 _ENGINE_EVENTS_SCANNED = 50
 _PROC = Path("/proc")
+# A pid is reused only after the kernel's pid range wrapped around: the worker's pid held by a
+# process that started this long after the worker logged it is another process.
+PID_REUSE_MARGIN_S = 600.0
 
 
 def worker_of(instance: DagsterInstance, run_id: str) -> tuple[int, float] | None:
@@ -69,7 +72,9 @@ def process_alive(pid: int, started_by: float) -> bool:
     if fields[0] in ("Z", "X", "x"):
         return False
     started = _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-    return started <= started_by + 2  # btime has whole seconds
+    # The boot time moves with steps of the wall clock (NTP, a resumed VM), so only a
+    # process started well after the worker logged its pid is taken for another one.
+    return started <= started_by + PID_REUSE_MARGIN_S
 
 
 class LocalRunLauncher(DefaultRunLauncher):

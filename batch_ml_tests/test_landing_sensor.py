@@ -169,7 +169,7 @@ def test_a_fresh_cursor_does_not_rerequest_what_the_ingestion_log_accepted(small
                 source, path, landing, path.read_bytes(), dt.date.fromisoformat(day)
             )
             loaded = LoadedFile(pl.DataFrame(), pl.DataFrame(schema=PROBLEM_SCHEMA), 0)
-            records[facts.log_key] = log_row(
+            records[facts.log_key()] = log_row(
                 facts, loaded, None, "earlier-run", dt.datetime.now(dt.UTC)
             )
     tables.write(LOG_TABLE, records)

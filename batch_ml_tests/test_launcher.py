@@ -14,7 +14,7 @@ import pytest
 from dagster._core.events import EngineEventData
 from dagster._core.launcher import WorkerStatus
 
-from batch_ml.launcher import LocalRunLauncher, process_alive
+from batch_ml.launcher import PID_REUSE_MARGIN_S, LocalRunLauncher, process_alive
 
 from .daemon_services import dagster_home
 
@@ -90,7 +90,10 @@ def test_a_live_worker_is_running_and_a_killed_one_is_gone(instance, sleeper):
 def test_a_pid_reused_by_a_newer_process_is_not_the_worker(sleeper):
     started = time.time()
     assert process_alive(sleeper.pid, started + 1)
-    assert not process_alive(sleeper.pid, started - 60), "started after the worker logged"
+    logged_long_before = started - PID_REUSE_MARGIN_S - 60
+    assert not process_alive(sleeper.pid, logged_long_before), "started after the worker logged"
+    # A step of the wall clock smaller than the margin does not make a live worker look gone.
+    assert process_alive(sleeper.pid, started - 60)
     assert process_alive(os.getpid(), time.time())
 
 

@@ -95,8 +95,12 @@ class TableStore(dg.ConfigurableResource):
         all); each table gets its warehouse view once committed."""
         root = Path(self.tables_root)
         recover(root)  # before sweeping: a committed journal's staged files are not stale
-        with transaction(root) as txn:
-            yield txn
+        try:
+            with transaction(root) as txn:
+                yield txn
+        except SchemaChangeError as exc:
+            # The same frame would fail again: a code or contract change is needed.
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
         for name in txn.tables:
             PartitionedTable(root, name).sweep_stale_tmp()
         if txn.committed:
@@ -146,11 +150,7 @@ class ParquetTableIOManager(dg.ConfigurableIOManager):
                 frames = {keys[0]: obj}  # streamed to disk, never held in memory whole
             else:
                 frames = _split_by_partition(name, obj, metadata["partition_column"], keys)
-        try:
-            table = self._store().write(name, frames, changes)
-        except SchemaChangeError as exc:
-            # The same frame would fail again: a code or contract change is needed.
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        table = self._store().write(name, frames, changes)
         context.add_output_metadata(table_metadata(table, list(frames)))
 
     def load_input(self, context: dg.InputContext) -> pl.LazyFrame | dict[str, pl.LazyFrame]:

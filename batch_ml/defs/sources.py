@@ -1,6 +1,7 @@
 """Stage `sources`: one asset per landing source, validated against the data contract."""
 
 import datetime as dt
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from batch_ml.ingest.records import (
     log_row,
     quarantine_rows,
 )
-from batch_ml.storage.tables import UNPARTITIONED, PartitionedTable, SchemaChangeError
+from batch_ml.storage.tables import UNPARTITIONED, PartitionedTable
 
 GROUP = "sources"
 
@@ -45,6 +46,34 @@ def _key_check(asset: str, frame: pl.DataFrame, keys: tuple[str, ...]) -> dg.Ass
     )
 
 
+@dataclass(frozen=True)
+class ReadFile:
+    """A landing file as one step read it, and the log row of what came of it."""
+
+    facts: FileFacts
+    path: Path
+    identity: tuple[int, ...] | None  # (size, mtime, inode, ctime) just before it was read
+    row: pl.DataFrame  # its ingestion-log row; `ingested_at` is when it was read
+
+    @property
+    def status(self) -> str:
+        return self.row["status"][0]
+
+    @property
+    def read_at(self) -> dt.datetime:
+        return self.row["ingested_at"][0]
+
+
+def _identity(path: Path) -> tuple[int, ...] | None:
+    """What changes whenever a file's content may have (a rewrite in place changes the
+    ctime, which no writer can set back; a replacement by rename changes the inode)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
 @dataclass
 class Ingested:
     """What one step read and validated, not yet stored (see `commit_ingestion`)."""
@@ -52,24 +81,31 @@ class Ingested:
     source: str
     frames: dict[dt.date | None, pl.DataFrame]  # accepted rows of each day with a valid file
     missing: list[dt.date | None]
-    read: list[tuple[FileFacts, Path]]  # every file read (valid or not), in order
-    log: dict[str, pl.DataFrame]
+    read: list[ReadFile]  # every file read, valid or not, in order
     quarantined: dict[str, pl.DataFrame]
     errors: list[str]
-    read_at: dt.datetime  # before the first byte was read: the log rows' `ingested_at`
-    run_id: str
+
+    def log(self, status: str | None = None) -> dict[str, pl.DataFrame]:
+        """The log rows to store (of one status, or all), under their keys."""
+        return {
+            f.facts.log_key(f.status): f.row
+            for f in self.read
+            if status is None or f.status == status
+        }
+
+    @functools.cached_property
+    def _rejected(self) -> pl.DataFrame:
+        return pl.concat([pl.DataFrame(schema=QUARANTINE_SCHEMA), *self.quarantined.values()])
 
     @property
     def rows_quarantined(self) -> int:
-        rejected = pl.concat([pl.DataFrame(schema=QUARANTINE_SCHEMA), *self.quarantined.values()])
+        rejected = self._rejected
         return rejected.select("file", "row").n_unique() if rejected.height else 0
 
     @property
     def quarantined_by_rule(self) -> dict[str, int]:
-        rejected = pl.concat([pl.DataFrame(schema=QUARANTINE_SCHEMA), *self.quarantined.values()])
-        return dict(
-            rejected.group_by("rule").agg(pl.col("row").n_unique()).sort("rule").iter_rows()
-        )
+        by_rule = self._rejected.group_by("rule").agg(pl.col("row").n_unique()).sort("rule")
+        return dict(by_rule.iter_rows())
 
 
 def _quarantine_check(asset: str, ingested: Ingested) -> dg.AssetCheckResult:
@@ -131,9 +167,7 @@ def ingest_files(
     holds), and prepare the ingestion-log row of every file read and the quarantine rows of
     every valid one. Nothing is written here: `commit_ingestion` stores the data and these
     records together."""
-    read_at = dt.datetime.now(dt.UTC)
     frames, missing, errors, read = {}, [], [], []
-    log: dict[str, pl.DataFrame] = {}
     quarantined: dict[str, pl.DataFrame] = {}
     for day in days:
         path = landing_path(landing.path, source, day)
@@ -142,10 +176,11 @@ def ingest_files(
         if not (path.exists() or path.is_symlink()):
             missing.append(day)
             continue
+        read_at = dt.datetime.now(dt.UTC)
+        identity = _identity(path)
         problem = file_problem(landing.path, path)
         content = b"" if problem else path.read_bytes()
         facts = FileFacts.of(source.name, path, landing.path, content, day)
-        read.append((facts, path))
         try:
             if problem:
                 raise ContractViolation(path, [problem])
@@ -154,54 +189,52 @@ def ingest_files(
                 raise ContractViolation(path, [unmatched])
         except ContractViolation as exc:
             errors.append(str(exc))
-            log[facts.log_key] = log_row(facts, None, str(exc), run_id, read_at)
+            row = log_row(facts, None, str(exc), run_id, read_at)
+            read.append(ReadFile(facts, path, identity, row))
             continue
-        log[facts.log_key] = log_row(facts, loaded, None, run_id, read_at)
+        row = log_row(facts, loaded, None, run_id, read_at)
+        read.append(ReadFile(facts, path, identity, row))
         quarantined[facts.partition_key] = quarantine_rows(facts, loaded, run_id, read_at)
         frames[day] = loaded.rows
-    return Ingested(source.name, frames, missing, read, log, quarantined, errors, read_at, run_id)
+    return Ingested(source.name, frames, missing, read, quarantined, errors)
 
 
 class Superseded(Exception):
     """Newer content of a file this step read was delivered or stored before it committed."""
 
-    def __init__(self, stale: list[tuple[FileFacts, str]]):
+    def __init__(self, stale: list[tuple[ReadFile, str]]):
         self.stale = stale
         super().__init__(
-            "; ".join(f"{facts.file}@{facts.sha256[:12]}: {why}" for facts, why in stale)
+            "; ".join(f"{f.facts.file}@{f.facts.sha256[:12]}: {why}" for f, why in stale)
         )
 
 
-def _newer_content(tables: TableStore, ingested: Ingested) -> list[tuple[FileFacts, str]]:
+def _newer_content(tables: TableStore, ingested: Ingested) -> list[tuple[ReadFile, str]]:
     """Files whose content this step read is no longer the newest for its day: the landing
-    file changed since, or another run stored content it read later. Runs under the commit
-    lock, so nothing is stored between this check and the commit."""
+    file changed since it was read, or another run stored content of that day it read later.
+    Runs under the commit lock, so nothing is stored between this check and the commit; a
+    file is hashed again only when its size, mtime, inode or ctime changed."""
     log = PartitionedTable(Path(tables.tables_root), LOG_TABLE)
     stored = log.partitions()
     stale = []
-    for facts, path in ingested.read:
-        if path.is_file() and content_hash(path) != facts.sha256:
-            stale.append((facts, "the landing file changed after this run read it"))
-            continue
-        prefix = f"{facts.partition_key}_"
+    for f in ingested.read:
+        if f.identity != _identity(f.path) and f.path.is_file():
+            if content_hash(f.path) != f.facts.sha256:
+                stale.append((f, "the landing file changed after this run read it"))
+                continue
+        prefix = f"{f.facts.partition_key}_"
         keys = [k for k in stored if k.startswith(prefix)]
         if not keys:
             continue
         newer = log.read(keys).filter(
             (pl.col("status") == "accepted")
-            & (pl.col("ingested_at") > ingested.read_at)
-            & (pl.col("sha256") != facts.sha256)
+            & (pl.col("ingested_at") > f.read_at)
+            & (pl.col("sha256") != f.facts.sha256)
         )
         if newer.height:
             run = newer.sort("ingested_at")["run_id"][-1]
-            stale.append((facts, f"run {run} stored content read after this run read its own"))
+            stale.append((f, f"run {run} stored content of that day it read after this run"))
     return stale
-
-
-def _accepted(log: PartitionedTable, key: str) -> bool:
-    if not log.path(key).exists():
-        return False
-    return log.read([key])["status"].eq("accepted").any()
 
 
 def commit_ingestion(
@@ -220,15 +253,14 @@ def commit_ingestion(
       (optimistic concurrency) stores nothing of the step either; its log row says
       `superseded`, and the step fails with a retry, which reads the newest content.
     """
-    failed = {k: v for k, v in ingested.log.items() if v["status"][0] == "failed"}
     if ingested.errors:
         with tables.transaction() as txn:
-            txn.write(LOG_TABLE, failed)
+            txn.write(LOG_TABLE, ingested.log("failed"))
             txn.commit()
         raise dg.Failure(
             description=f"{len(ingested.errors)} {ingested.source} file(s) break the data "
             "contract; nothing of this run was stored:\n\n" + "\n\n".join(ingested.errors),
-            metadata={"files_failed": len(ingested.errors), "files_read": len(ingested.log)},
+            metadata={"files_failed": len(ingested.errors), "files_read": len(ingested.read)},
             allow_retries=False,  # the file must be fixed: retrying reads the same bytes
         )
 
@@ -240,31 +272,25 @@ def commit_ingestion(
     try:
         with tables.transaction() as txn:
             txn.write(asset, partitions)
-            txn.write(LOG_TABLE, ingested.log)
+            txn.write(LOG_TABLE, ingested.log())
             if ingested.quarantined:
                 txn.write(QUARANTINE_TABLE, ingested.quarantined)
             txn.commit(precondition=newest_content_only)
     except Superseded as exc:
-        log = tables.table(LOG_TABLE)
         superseded = {
-            facts.log_key: ingested.log[facts.log_key].with_columns(
+            f.facts.log_key("superseded"): f.row.with_columns(
                 status=pl.lit("superseded"), error=pl.lit(why)
             )
-            for facts, why in exc.stale
-            # The same content accepted by an earlier run may still be what is stored.
-            if not _accepted(log, facts.log_key)
+            for f, why in exc.stale
         }
-        if superseded:
-            with tables.transaction() as txn:
-                txn.write(LOG_TABLE, superseded)
-                txn.commit()
+        with tables.transaction() as txn:
+            txn.write(LOG_TABLE, superseded)
+            txn.commit()
         raise dg.Failure(
             description=f"{ingested.source}: newer content arrived while this run worked; "
             f"nothing of this run was stored (the newer content wins): {exc}",
             metadata={"files_superseded": len(exc.stale)},
         ) from None
-    except SchemaChangeError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
     if ingested.rows_quarantined:
         logger.warning(
             f"{ingested.source}: {ingested.rows_quarantined} row(s) sent to the quarantine "

@@ -76,10 +76,13 @@ class FileFacts:
         """Quarantine key: one per source and partition, replaced on every ingestion of it."""
         return f"{self.source}_{self.partition.isoformat() if self.partition else 'all'}"
 
-    @property
-    def log_key(self) -> str:
-        """Log key: one per distinct content of a partition's file, so history is kept."""
-        return f"{self.partition_key}_{self.sha256[:16]}"
+    def log_key(self, status: str = "accepted") -> str:
+        """Log key: one per distinct content of a partition's file and outcome, so history
+        is kept. A re-run that stores the same content replaces its `accepted` row; a
+        `failed` or `superseded` attempt is a row of its own, so it never overwrites the
+        record of what is stored."""
+        key = f"{self.partition_key}_{self.sha256[:16]}"
+        return key if status == "accepted" else f"{key}_{status}"
 
 
 def log_row(

@@ -13,17 +13,17 @@ disappears or changes type is an error unless the writer declares it (`SchemaCha
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+
+from batch_ml.storage.files import exclusive_lock, fsync_dir
 
 UNPARTITIONED = "all"
 SCHEMA_FILE = "_schema"
@@ -86,14 +86,6 @@ def _is_widening(old: pl.DataType, new: pl.DataType) -> bool:
     return old == pl.Float32() and new == pl.Float64()
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def staged_path(target: Path, tag: str) -> Path:
     """Where a write of `target` waits to be published: hidden and not `*.parquet`, so no
     reader sees it, and `*.tmp`, so `sweep_stale_tmp` removes it if its writer died."""
@@ -117,7 +109,7 @@ def _write_atomically(frame: pl.DataFrame | pl.LazyFrame, target: Path) -> None:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 class PartitionedTable:
@@ -142,15 +134,6 @@ class PartitionedTable:
         if not keys:
             raise MissingTableError(f"table {self.name} has no partitions in {self.folder}")
         return _file_schema(self.path(keys[-1]))
-
-    @contextmanager
-    def _schema_lock(self) -> Iterator[None]:
-        with (self.folder / ".schema.lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _evolve_schema(self, incoming: pl.Schema, changes: SchemaChanges) -> pl.Schema:
         """Check `incoming` against the table's schema and record additions; return the frame's
@@ -195,7 +178,7 @@ class PartitionedTable:
         merged = {c: t for c, t in (current or {}).items() if c not in changes.dropped}
         merged.update(target)
         if current is None or pl.Schema(merged) != current:
-            with self._schema_lock():
+            with exclusive_lock(self.folder / ".schema.lock"):
                 # Re-read under the lock: another writer may have added a column meanwhile.
                 latest = self.schema() if (self.folder / SCHEMA_FILE).exists() else pl.Schema()
                 final = {c: t for c, t in latest.items() if c not in changes.dropped}

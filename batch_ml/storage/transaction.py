@@ -21,7 +21,6 @@ transaction half-applied only between a kill after the commit point and the next
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import uuid
@@ -32,7 +31,8 @@ from pathlib import Path
 
 import polars as pl
 
-from batch_ml.storage.tables import NO_CHANGES, PartitionedTable, SchemaChanges, _fsync_dir
+from batch_ml.storage.files import exclusive_lock, fsync_dir
+from batch_ml.storage.tables import NO_CHANGES, PartitionedTable, SchemaChanges
 
 JOURNAL_FOLDER = "_transactions"
 _LOCK_FILE = ".commit.lock"
@@ -44,15 +44,11 @@ def _journal_folder(root: Path) -> Path:
 
 @contextmanager
 def commit_lock(root: Path) -> Iterator[None]:
-    """The store-wide lock commits and recoveries hold (only for journal and renames)."""
+    """The store-wide lock commits and recoveries hold (precondition, journal, renames)."""
     folder = _journal_folder(root)
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder / _LOCK_FILE).open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with exclusive_lock(folder / _LOCK_FILE):
+        yield
 
 
 def _journals(root: Path) -> list[Path]:
@@ -73,9 +69,9 @@ def _apply(root: Path, journal: Path) -> None:
             os.replace(staged, folder / entry["target"])
         folders.add(folder)
     for folder in sorted(folders):
-        _fsync_dir(folder)
+        fsync_dir(folder)
     journal.unlink()
-    _fsync_dir(journal.parent)
+    fsync_dir(journal.parent)
 
 
 def recover(root: Path) -> int:
@@ -117,7 +113,7 @@ class Transaction:
         """Stage partitions of table `name` (published by `commit`)."""
         table = PartitionedTable(self.root, name)
         for key, frame in frames.items():
-            self._staged.append((table, key, table.stage(key, frame, f"{self.txid}", changes)))
+            self._staged.append((table, key, table.stage(key, frame, self.txid, changes)))
         return table
 
     @property
@@ -138,6 +134,13 @@ class Transaction:
             _recover_locked(self.root)
             if precondition is not None:
                 precondition()
+            # The journal may only name staged files that are durably there: one swept as
+            # stale (a staging that took hours) would otherwise be "published" as nothing.
+            gone = [str(staged) for _, _, staged in self._staged if not staged.is_file()]
+            if gone:
+                raise FileNotFoundError(f"staged file(s) vanished before the commit: {gone}")
+            for staged_folder in {staged.parent for _, _, staged in self._staged}:
+                fsync_dir(staged_folder)
             writes = [
                 {"table": table.name, "staged": staged.name, "target": table.path(key).name}
                 for table, key, staged in self._staged
@@ -149,7 +152,7 @@ class Transaction:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, journal)  # the commit point
-            _fsync_dir(folder)
+            fsync_dir(folder)
             self.committed = True
             _apply(self.root, journal)
 

@@ -19,7 +19,6 @@ database it is read from) instead of reading the original folder's files.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import random
@@ -27,12 +26,12 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
 
+from batch_ml.storage.files import exclusive_lock, fsync_dir
 from batch_ml.storage.tables import _NAME
 
 # How long to wait for another process's lock on the warehouse file.
@@ -158,26 +157,6 @@ def _changes(
     return build, drop
 
 
-@contextmanager
-def _exclusive(path: Path, timeout_s: float) -> Iterator[None]:
-    """One rewriter of the warehouse at a time (readers are not affected)."""
-    lock_path = path.with_name(f".{path.name}.lock")
-    deadline = time.monotonic() + timeout_s
-    with lock_path.open("a") as lock:
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{lock_path} held for more than {timeout_s} s") from None
-                time.sleep(0.02 * (1 + random.random()))
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _remove_left_copies(path: Path) -> None:
     # Called under the rewrite lock: a copy beside the file is a killed rewriter's.
     prefix = f".{path.name}."
@@ -213,11 +192,9 @@ def _rewrite(path: Path, tables_root: Path, build: list[str], drop: list[str]) -
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
+    # Merged into the new file above: left beside it, DuckDB would replay it into that file.
+    wal.unlink(missing_ok=True)
 
 
 def sync_views(
@@ -234,7 +211,8 @@ def sync_views(
     if not build and not drop:
         return []
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(path, timeout_s):
+    # One rewriter of the warehouse at a time (readers are not affected).
+    with exclusive_lock(path.with_name(f".{path.name}.lock"), timeout_s):
         # Again under the lock: another process may have made these changes meanwhile.
         build, drop = _changes(existing_views(path, timeout_s), path, tables_root, names)
         if build or drop:
