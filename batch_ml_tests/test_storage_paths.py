@@ -111,3 +111,15 @@ def test_the_platform_opening_a_copied_project_rebuilds_its_views(tmp_path, monk
 
 def _store_of(cfg) -> TableStore:
     return TableStore(tables_root=str(cfg.paths.tables), warehouse_path=str(cfg.paths.warehouse))
+
+
+def test_a_consumer_reads_the_views_by_a_relative_or_a_linked_path(tmp_path, monkeypatch):
+    """What the README's consumer line does: a relative path from the project folder (and a
+    symlink to the data folder) is the same warehouse, not a copied one."""
+    root = tmp_path / "project" / "data"
+    _store(root).write("sales", {"2025-01-01": pl.DataFrame({"x": [1, 2]})})
+    (tmp_path / "linked").symlink_to(root)
+    monkeypatch.chdir(tmp_path / "project")
+    for path in ("data/w.duckdb", "./data/../data/w.duckdb", str(tmp_path / "linked/w.duckdb")):
+        with duckdb.connect(path, read_only=True) as con:
+            assert con.execute("select x from sales order by x").fetchall() == [(1,), (2,)]
