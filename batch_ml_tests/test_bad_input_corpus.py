@@ -56,11 +56,11 @@ from batch_ml.ingest.landing import content_hash, discover
 from batch_ml.ingest.records import LOG_TABLE
 from batch_ml.storage.tables import PartitionedTable
 
-from .conftest import REPO
+from .harness.project import REPO
 
 DAY = dt.date(2025, 3, 1)  # a day inside the `small_project` partitions
 HORIZON = 7  # `write_config`'s default horizon
-# The features of `conftest.write_config`, so the contract here is the one of `small_project`.
+# The features of `write_config` (the harness's), so the contract here is `small_project`'s.
 FEATURES = FeatureConfig(
     known_in_advance=("price", "on_promo", "is_open"),
     calendar=("is_holiday",),

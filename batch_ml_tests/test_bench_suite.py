@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 
-from .conftest import REPO
+from .harness.project import REPO
 
 
 def test_scale_section_measures_dagster_and_floor_doing_the_same_work(tmp_path):

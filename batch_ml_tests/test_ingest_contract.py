@@ -17,7 +17,7 @@ from batch_ml.ingest.records import LOG_TABLE
 from batch_ml.ml.features import BASELINE_COLUMNS
 from batch_ml.storage.tables import UNPARTITIONED, PartitionedTable
 
-from .conftest import write_config
+from .harness.project import write_config
 
 DAY = dt.date(2025, 3, 1)
 SRC = sources(

@@ -12,7 +12,7 @@ from batch_ml.definitions import build_definitions
 from batch_ml.demo.simulator import spec_from_config, write_landing
 from batch_ml.storage.tables import PartitionedTable
 
-from .conftest import write_config
+from .harness.project import write_config
 
 DAY = "2025-01-10"
 

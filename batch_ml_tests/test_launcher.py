@@ -16,7 +16,7 @@ from dagster._core.launcher import WorkerStatus
 
 from batch_ml.launcher import PID_REUSE_MARGIN_S, LocalRunLauncher, process_alive
 
-from .daemon_services import dagster_home
+from .harness.services import dagster_home
 
 START_TIMEOUT = 2  # run_monitoring.start_timeout_seconds of the test's instance
 

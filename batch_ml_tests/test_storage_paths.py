@@ -14,7 +14,7 @@ from batch_ml.defs.resources import TableStore
 from batch_ml.storage.tables import PartitionedTable
 from batch_ml.storage.warehouse import ensure_views, refresh_views
 
-from .conftest import write_config
+from .harness.project import write_config
 
 # Every glob character DuckDB and Polars expand, and a `key=value` folder (hive partitioning).
 GLOB_ROOT = "year=2025/da[ta]*?"
