@@ -998,6 +998,7 @@ def _stored_tables(root: Path) -> dict[str, pl.DataFrame]:
     }
 
 
+@pytest.mark.definitions
 def test_bad_sales_delivery_changes_nothing_stored(small_project):
     """Every failing sales case, delivered as the landing file of a day already stored, fails
     its run, and every table stored (sales, plans, the static sources, the ingestion log, the

@@ -17,6 +17,8 @@ from batch_ml.config import load_config
 
 from .harness.project import SHARED_DATA, write_config
 
+pytestmark = pytest.mark.definitions
+
 BIKES = SHARED_DATA / "bike_sharing_uci" / "bike_sharing_daily.csv"
 
 

@@ -20,6 +20,8 @@ from batch_ml.storage.tables import PartitionedTable
 
 from .harness.project import write_config
 
+pytestmark = pytest.mark.definitions
+
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):

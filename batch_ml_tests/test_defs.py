@@ -12,6 +12,8 @@ from batch_ml.defs.resources import LandingZone, TableStore
 
 from .harness.project import PROJECT_ASSETS, REPO
 
+pytestmark = pytest.mark.definitions
+
 RUNNING = dg.DefaultSensorStatus.RUNNING
 
 

@@ -24,6 +24,8 @@ from batch_ml.storage.tables import PartitionedTable
 
 from .harness.project import write_config
 
+pytestmark = pytest.mark.definitions
+
 
 class Sensor:
     """Ticks the real sensor definition, carrying its cursor like the daemon does, on a real

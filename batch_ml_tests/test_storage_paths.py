@@ -86,6 +86,7 @@ def test_a_moved_data_folder_gets_its_views_back_on_refresh(tmp_path):
     assert refresh_views(new / "w.duckdb", new / "tables") == []  # nothing left to do
 
 
+@pytest.mark.definitions
 def test_the_platform_opening_a_copied_project_rebuilds_its_views(tmp_path, monkeypatch):
     config = write_config(tmp_path)
     original = load_config(config)
