@@ -35,9 +35,9 @@ from batch_ml.cli import run_pipeline
 from batch_ml.config import load_config
 from batch_ml.demo.simulator import spec_from_config, write_landing
 
-from .conftest import write_config
-from .daemon_services import DagsterServices, daemon_and_webserver, dagster_home
-from .services import Webserver
+from .harness.graphql import MATERIALIZATIONS, RUNS, SENSOR_TICKS
+from .harness.project import write_config
+from .harness.services import DagsterServices, Webserver, daemon_and_webserver, dagster_home
 
 pytestmark = pytest.mark.integration
 
@@ -58,51 +58,9 @@ TIMEOUT = 360  # drop -> report rewritten (about 110 s alone; CI runs two test f
 FAILED = {"FAILURE", "CANCELED", "CANCELING"}
 DONE = {"SUCCESS", *FAILED}
 
-SENSORS = """
-query Sensors {
-  repositoriesOrError {
-    ... on RepositoryConnection {
-      nodes {
-        sensors {
-          name
-          sensorType
-          minIntervalSeconds
-          sensorState {
-            id
-            status
-            ticks(limit: 50) {
-              id status timestamp endTimestamp runIds skipReason error { message }
-            }
-          }
-        }
-      }
-    }
-  }
-}
-"""
-
-RUNS = """
-query Runs {
-  runsOrError {
-    ... on Runs {
-      results { runId jobName status startTime endTime tags { key value } assetSelection { path } }
-    }
-  }
-}
-"""
-
-MATERIALIZATIONS = """
-query Materializations($keys: [AssetKeyInput!]) {
-  assetNodes(assetKeys: $keys) {
-    assetKey { path }
-    assetMaterializations(limit: 20) { runId timestamp partition }
-  }
-}
-"""
-
 
 def sensors(web: Webserver) -> dict[str, dict]:
-    repos = web.graphql(SENSORS)["repositoriesOrError"]["nodes"]
+    repos = web.graphql(SENSOR_TICKS)["repositoriesOrError"]["nodes"]
     return {s["name"]: s for r in repos for s in r["sensors"]}
 
 

@@ -56,11 +56,11 @@ from batch_ml.ingest.landing import content_hash, discover
 from batch_ml.ingest.records import LOG_TABLE
 from batch_ml.storage.tables import PartitionedTable
 
-from .conftest import REPO
+from .harness.project import REPO
 
 DAY = dt.date(2025, 3, 1)  # a day inside the `small_project` partitions
 HORIZON = 7  # `write_config`'s default horizon
-# The features of `conftest.write_config`, so the contract here is the one of `small_project`.
+# The features of `write_config` (the harness's), so the contract here is `small_project`'s.
 FEATURES = FeatureConfig(
     known_in_advance=("price", "on_promo", "is_open"),
     calendar=("is_holiday",),
@@ -998,6 +998,7 @@ def _stored_tables(root: Path) -> dict[str, pl.DataFrame]:
     }
 
 
+@pytest.mark.definitions
 def test_bad_sales_delivery_changes_nothing_stored(small_project):
     """Every failing sales case, delivered as the landing file of a day already stored, fails
     its run, and every table stored (sales, plans, the static sources, the ingestion log, the

@@ -8,7 +8,11 @@ import json
 import subprocess
 import sys
 
-from .conftest import REPO
+import pytest
+
+from .harness.project import REPO
+
+pytestmark = pytest.mark.integration
 
 
 def test_scale_section_measures_dagster_and_floor_doing_the_same_work(tmp_path):

@@ -15,7 +15,9 @@ import pytest
 from batch_ml.cli import run_pipeline
 from batch_ml.config import load_config
 
-from .conftest import SHARED_DATA, write_config
+from .harness.project import SHARED_DATA, write_config
+
+pytestmark = pytest.mark.definitions
 
 BIKES = SHARED_DATA / "bike_sharing_uci" / "bike_sharing_daily.csv"
 

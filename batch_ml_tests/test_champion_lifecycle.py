@@ -18,7 +18,9 @@ from batch_ml.defs.partitions import RANGE_END, RANGE_START
 from batch_ml.demo.simulator import spec_from_config, write_landing
 from batch_ml.storage.tables import PartitionedTable
 
-from .conftest import write_config
+from .harness.project import write_config
+
+pytestmark = pytest.mark.definitions
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,18 @@ import pytest
 
 from batch_ml.config import load_config
 
-from .conftest import write_config
-from .report_browser import report_image_count, report_text, screenshot_report
-from .services import ARTIFACTS, CHROMIUM, make_ui, page_text, screenshot
-from .test_defs import ASSETS
+from .harness.browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    page_text,
+    report_image_count,
+    report_text,
+    screenshot,
+    screenshot_report,
+)
+from .harness.graphql import ASSET_PARTITION_STATS, DAEMON_HEALTH, SET_NUX_SEEN
+from .harness.project import PROJECT_ASSETS, write_config
+from .harness.services import make_ui
 
 
 def _demo(config, home):
@@ -130,21 +138,17 @@ def test_make_ui_serves_every_asset_with_its_materialized_partitions(demo_projec
     config, home, _, _ = demo_project
     env = {"DAGSTER_HOME": str(home), "BATCH_ML_CONFIG": str(config)}
     with make_ui(env, tmp_path / "ui.log") as ui:
-        nodes = ui.graphql(
-            """{ assetNodes { assetKey { path } groupName
-                 partitionStats { numMaterialized numPartitions numFailed }
-                 assetMaterializations(limit: 1) { runId } } }"""
-        )["assetNodes"]
-        daemon = ui.graphql(
-            "{ instance { daemonHealth { allDaemonStatuses { daemonType required } } } }"
-        )
+        nodes = ui.graphql(ASSET_PARTITION_STATS)["assetNodes"]
+        daemon = ui.graphql(DAEMON_HEALTH)
         # What the "Join the Dagster community" dialog's Skip button does, so that the
         # screenshots show the graph and not the dialog.
-        assert ui.graphql("mutation { setNuxSeen }")["setNuxSeen"] is True
+        assert ui.graphql(SET_NUX_SEEN)["setNuxSeen"] is True
         shown = _asset_graph_in_the_browser(ui.url, tmp_path)
-    assert shown == ASSETS, f"asset graph pages do not show {sorted(ASSETS - shown)}"
+    assert shown == PROJECT_ASSETS, (
+        f"asset graph pages do not show {sorted(PROJECT_ASSETS - shown)}"
+    )
     by_name = {n["assetKey"]["path"][-1]: n for n in nodes}
-    assert set(by_name) == ASSETS
+    assert set(by_name) == PROJECT_ASSETS
     for name, node in by_name.items():
         if name == "champion_overrides":
             continue  # written only when a person pins or rolls back a champion
@@ -178,7 +182,7 @@ def _asset_graph_in_the_browser(url: str, tmp_path) -> set[str]:
     for group in ("sources", "features", "model", "predictions", "evaluation"):
         text = page_text(f"{location}/{group}", tmp_path / "chromium")
         assert f"{group} Asset Group in batch_ml.definitions" in text, text[:500]
-        shown |= {name for name in ASSETS if re.search(rf"\b{name}\b", text)}
+        shown |= {name for name in PROJECT_ASSETS if re.search(rf"\b{name}\b", text)}
     for page, name in ((f"{url}/asset-groups", "all"), (f"{location}/sources", "sources")):
         png = screenshot(page, ARTIFACTS / f"asset-graph-{name}.png", tmp_path / "chromium")
         assert png.stat().st_size > 10_000  # a rendered page, not an empty image

@@ -7,7 +7,7 @@ import pytest
 
 from batch_ml.config import DATA_ROOT_ENV, ConfigError, load_config, parse_config
 
-from .conftest import write_config
+from .harness.project import write_config
 
 BASE = {"calendar": {"start_date": "2025-01-01"}}
 

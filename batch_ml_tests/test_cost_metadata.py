@@ -33,6 +33,7 @@ def test_a_range_step_records_its_time_per_partition():
     assert "partitions_in_step" not in single and single["duration_s"] >= 0
 
 
+@pytest.mark.integration
 def test_openmp_threads_wait_passively_unless_the_environment_says_otherwise():
     """LightGBM's spinning OpenMP threads make training crawl on a busy machine."""
     import os

@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 
 from batch_ml.cli import HOME_MARKER, ensure_dagster_home
 
-from .conftest import REPO, write_config
+from .harness.project import REPO, write_config
 
 PROCESSES = 4
 # Each process imports the CLI (and with it Dagster), says it is ready, and waits for all

@@ -10,24 +10,9 @@ from batch_ml.definitions import build_definitions
 from batch_ml.defs.partitions import Partitioning
 from batch_ml.defs.resources import LandingZone, TableStore
 
-from .conftest import REPO
+from .harness.project import PROJECT_ASSETS, REPO
 
-ASSETS = {
-    "sales",
-    "plans",
-    "calendar",
-    "products",
-    "stores",
-    "demand_features",
-    "demand_model",
-    "champion_overrides",
-    "model_promotion",
-    "predictions",
-    "prediction_drift",
-    "forecast_accuracy",
-    "accuracy_report",
-}
-
+pytestmark = pytest.mark.definitions
 
 RUNNING = dg.DefaultSensorStatus.RUNNING
 
@@ -36,8 +21,8 @@ def test_project_definitions_load_with_every_stage_job_schedule_and_sensor():
     defs = build_definitions(load_config(REPO / "batch_ml.toml"))
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
-    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == ASSETS
-    groups = {graph.get(dg.AssetKey(a)).group_name for a in ASSETS}
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == PROJECT_ASSETS
+    groups = {graph.get(dg.AssetKey(a)).group_name for a in PROJECT_ASSETS}
     assert groups == {"sources", "features", "model", "predictions", "evaluation"}
     jobs = ("ingest_job", "training_job", "forecast_job", "evaluation_job", "report_job")
     for job in (*jobs, "reference_data_job"):

@@ -17,8 +17,7 @@ from batch_ml.reports.evaluation import (
     write_evaluation_report,
 )
 
-from .report_browser import report_image_count, report_text, screenshot_report
-from .services import CHROMIUM
+from .harness.browser import CHROMIUM, report_image_count, report_text, screenshot_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 START = dt.date(2024, 3, 1)

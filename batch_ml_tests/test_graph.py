@@ -6,11 +6,14 @@ import hashlib
 import dagster as dg
 import duckdb
 import polars as pl
+import pytest
 
 from batch_ml.cli import run_pipeline
 from batch_ml.definitions import build_definitions
 from batch_ml.defs.partitions import RANGE_END, RANGE_START
 from batch_ml.storage.tables import PartitionedTable
+
+pytestmark = pytest.mark.definitions
 
 
 def _predictions_digest(cfg) -> tuple[int, str]:

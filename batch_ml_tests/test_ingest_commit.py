@@ -30,7 +30,7 @@ from batch_ml.storage.tables import PartitionedTable
 from batch_ml.storage.transaction import JOURNAL_FOLDER, recover
 
 from . import ingest_workers as w
-from .conftest import write_config
+from .harness.project import write_config
 
 DAYS = [dt.date(2025, 1, 10) + dt.timedelta(days=i) for i in range(3)]
 # Rows that only record when and by which run a file was read differ between two runs of

@@ -17,7 +17,7 @@ from batch_ml.ingest.records import LOG_TABLE
 from batch_ml.ml.features import BASELINE_COLUMNS
 from batch_ml.storage.tables import UNPARTITIONED, PartitionedTable
 
-from .conftest import write_config
+from .harness.project import write_config
 
 DAY = dt.date(2025, 3, 1)
 SRC = sources(
@@ -268,6 +268,7 @@ def _log(cfg) -> pl.DataFrame:
     return PartitionedTable(cfg.paths.tables, LOG_TABLE).read()
 
 
+@pytest.mark.definitions
 def test_files_whose_ids_match_no_known_series_fail_with_a_log_row(small_project):
     cfg = small_project
     defs = build_definitions(cfg)
@@ -317,6 +318,7 @@ def _check(result: dg.ExecuteInProcessResult, name: str):
 STATIC, FEATURES = ("calendar", "products", "stores"), "demand_features"
 
 
+@pytest.mark.definitions
 def test_demand_features_fail_rather_than_store_infinite_values(small_project):
     """A sales partition holding an infinite value (stored before ingestion checked it, or by
     another writer): the features' partition fails, its check says why, nothing is stored."""
@@ -351,6 +353,7 @@ def test_demand_features_fail_rather_than_store_infinite_values(small_project):
         assert stored.exists()
 
 
+@pytest.mark.definitions
 def test_forecast_accuracy_fails_rather_than_store_infinite_metrics(small_project):
     """Actuals of 1e308 (stored before ingestion bounded magnitudes) square to inf."""
     cfg = small_project

@@ -6,13 +6,16 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import polars as pl
+import pytest
 
 from batch_ml.config import load_config
 from batch_ml.definitions import build_definitions
 from batch_ml.demo.simulator import spec_from_config, write_landing
 from batch_ml.storage.tables import PartitionedTable
 
-from .conftest import write_config
+from .harness.project import write_config
+
+pytestmark = pytest.mark.definitions
 
 DAY = "2025-01-10"
 

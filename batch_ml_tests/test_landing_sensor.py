@@ -22,7 +22,9 @@ from batch_ml.ingest.contract import PROBLEM_SCHEMA, LoadedFile
 from batch_ml.ingest.records import LOG_TABLE, FileFacts, log_row
 from batch_ml.storage.tables import PartitionedTable
 
-from .conftest import write_config
+from .harness.project import write_config
+
+pytestmark = pytest.mark.definitions
 
 
 class Sensor:

@@ -16,7 +16,7 @@ from dagster._core.launcher import WorkerStatus
 
 from batch_ml.launcher import PID_REUSE_MARGIN_S, LocalRunLauncher, process_alive
 
-from .daemon_services import dagster_home
+from .harness.services import dagster_home
 
 START_TIMEOUT = 2  # run_monitoring.start_timeout_seconds of the test's instance
 
@@ -70,6 +70,7 @@ def test_the_instance_uses_the_launcher_with_monitoring_on(instance):
     assert instance.run_monitoring_max_resume_run_attempts == 0
 
 
+@pytest.mark.integration
 def test_a_live_worker_is_running_and_a_killed_one_is_gone(instance, sleeper):
     run = started_run(instance)
     log_worker(instance, run, sleeper.pid)
@@ -87,6 +88,7 @@ def test_a_live_worker_is_running_and_a_killed_one_is_gone(instance, sleeper):
     assert launcher.check_run_worker_health(run).status == WorkerStatus.NOT_FOUND
 
 
+@pytest.mark.integration
 def test_a_pid_reused_by_a_newer_process_is_not_the_worker(sleeper):
     started = time.time()
     assert process_alive(sleeper.pid, started + 1)

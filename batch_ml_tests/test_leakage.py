@@ -20,7 +20,8 @@ from batch_ml.ml.leakage import (
     training_leakage,
 )
 from batch_ml.ml.training import load_booster, predict, train_model, training_examples
-from batch_ml_tests.conftest import write_config
+
+from .harness.project import write_config
 
 START = dt.date(2025, 1, 1)
 DAYS = 130

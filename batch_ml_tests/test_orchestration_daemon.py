@@ -35,9 +35,16 @@ from dagster._core.storage.tags import (
 from batch_ml.config import load_config
 from batch_ml.demo.simulator import spec_from_config, write_landing
 
-from .conftest import write_config
-from .daemon_services import daemon_and_webserver, dagster_home, stop_running_sensors
-from .services import Webserver
+from .harness.graphql import (
+    BACKFILL,
+    BACKFILL_RUNS,
+    LAUNCH_BACKFILL,
+    PARTITION_STATUSES,
+    REEXECUTE_BACKFILL,
+    stop_running_sensors,
+)
+from .harness.project import write_config
+from .harness.services import Webserver, daemon_and_webserver, dagster_home
 
 pytestmark = pytest.mark.integration
 
@@ -48,87 +55,6 @@ CORRUPT = (dt.date(2025, 1, 10), dt.date(2025, 3, 20))  # in the first and the t
 ASSETS = ("sales", "plans")
 TERMINAL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 BACKFILL_TIMEOUT = 240
-
-LAUNCH_BACKFILL = """
-mutation LaunchBackfill($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message stack }
-    ... on InvalidStepError { invalidStepKey }
-    ... on InvalidOutputError { invalidOutputName }
-    ... on UnauthorizedError { message }
-  }
-}
-"""
-
-REEXECUTE_BACKFILL = """
-mutation ReexecuteBackfill($params: ReexecutionParams!) {
-  reexecutePartitionBackfill(reexecutionParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message stack }
-    ... on UnauthorizedError { message }
-  }
-}
-"""
-
-BACKFILL = """
-query Backfill($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on PartitionBackfill {
-      id
-      status
-      timestamp
-      endTimestamp
-      isAssetBackfill
-      tags { key value }
-      assetBackfillData {
-        assetBackfillStatuses {
-          ... on AssetPartitionsStatusCounts {
-            assetKey { path }
-            numPartitionsTargeted
-            numPartitionsInProgress
-            numPartitionsMaterialized
-            numPartitionsFailed
-          }
-        }
-      }
-    }
-    ... on PythonError { message stack }
-    ... on BackfillNotFoundError { message }
-  }
-}
-"""
-
-BACKFILL_RUNS = """
-query BackfillRuns($id: String!) {
-  runsOrError(filter: { tags: [{ key: "dagster/backfill", value: $id }] }) {
-    ... on Runs {
-      results {
-        runId
-        status
-        startTime
-        endTime
-        tags { key value }
-        assetSelection { path }
-      }
-    }
-  }
-}
-"""
-
-PARTITION_STATUSES = """
-query PartitionStatuses($keys: [AssetKeyInput!]) {
-  assetNodes(assetKeys: $keys) {
-    assetKey { path }
-    assetPartitionStatuses {
-      ... on TimePartitionStatuses { ranges { startKey endKey status } }
-    }
-  }
-}
-"""
 
 
 def days(first: dt.date, last: dt.date) -> list[str]:

@@ -35,9 +35,9 @@ from batch_ml.ingest.records import LOG_TABLE
 from batch_ml.launcher import process_alive, worker_of
 from batch_ml.storage.tables import PartitionedTable
 
-from .conftest import write_config
-from .daemon_services import daemon_and_webserver, dagster_home, stop_running_sensors
-from .services import Webserver
+from .harness.graphql import LAUNCH_RUN, REEXECUTE_RUN, REPOSITORIES, stop_running_sensors
+from .harness.project import write_config
+from .harness.services import Webserver, daemon_and_webserver, dagster_home
 
 pytestmark = pytest.mark.integration
 
@@ -49,38 +49,6 @@ POLL_SECONDS = 1  # run_monitoring.poll_interval_seconds of the test's instance
 # test files share the two cores in CI).
 MARGIN_SECONDS = 10
 RUN_TIMEOUT = 180
-
-REPOSITORIES = """
-query Repositories {
-  repositoriesOrError {
-    ... on RepositoryConnection { nodes { name location { name } } }
-  }
-}
-"""
-
-LAUNCH_RUN = """
-mutation LaunchRun($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message stack }
-    ... on RunConfigValidationInvalid { errors { message } }
-    ... on InvalidSubsetError { message }
-    ... on UnauthorizedError { message }
-  }
-}
-"""
-
-REEXECUTE_RUN = """
-mutation Reexecute($params: ReexecutionParams!) {
-  launchRunReexecution(reexecutionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message stack }
-    ... on UnauthorizedError { message }
-  }
-}
-"""
 
 
 def launch_ingest_range(web: Webserver) -> str:

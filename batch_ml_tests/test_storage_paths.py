@@ -14,7 +14,7 @@ from batch_ml.defs.resources import TableStore
 from batch_ml.storage.tables import PartitionedTable
 from batch_ml.storage.warehouse import ensure_views, refresh_views
 
-from .conftest import write_config
+from .harness.project import write_config
 
 # Every glob character DuckDB and Polars expand, and a `key=value` folder (hive partitioning).
 GLOB_ROOT = "year=2025/da[ta]*?"
@@ -86,6 +86,7 @@ def test_a_moved_data_folder_gets_its_views_back_on_refresh(tmp_path):
     assert refresh_views(new / "w.duckdb", new / "tables") == []  # nothing left to do
 
 
+@pytest.mark.definitions
 def test_the_platform_opening_a_copied_project_rebuilds_its_views(tmp_path, monkeypatch):
     config = write_config(tmp_path)
     original = load_config(config)

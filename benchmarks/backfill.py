@@ -1,10 +1,9 @@
 """Benchmark: a full-graph backfill through the real daemon, batched vs one run per partition.
 
-The demo project (`batch_ml_tests.conftest.write_config`: `--stores` x `--items` series (default
-2 x 10), `--days` daily
-partitions from 2025-01-01, horizon 7, 4 training weeks) with its landing files. Three parts,
-each on a fresh data root and a fresh DAGSTER_HOME (a copy of the repository's dagster.yaml:
-queued runs, at most 2 at a time):
+The demo project (`batch_ml_tests.harness.project.write_config`: `--stores` x `--items` series
+(default 2 x 10), `--days` daily partitions from 2025-01-01, horizon 7, 4 training weeks) with
+its landing files. Three parts, each on a fresh data root and a fresh DAGSTER_HOME (a copy of
+the repository's dagster.yaml: queued runs, at most 2 at a time):
 
 1. compute floor: `batch_ml.cli.run_pipeline` in this process (six in-process runs, one per
    stage over its whole range): the work itself with almost no orchestration.
@@ -47,7 +46,6 @@ backfill_per_partition_in_process.json).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
@@ -58,12 +56,19 @@ import tempfile
 import time
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
 
 from batch_ml.config import BackfillConfig
+from batch_ml_tests.harness.graphql import (
+    BACKFILL,
+    BACKFILL_STATUS,
+    LAUNCH_BACKFILL,
+    PAUSE_AUTOMATION,
+    sensor_states,
+    stop_running_sensors,
+)
 from benchmarks.event_store import STORAGE, event_store_cost
 from benchmarks.facts import git, loadavg, uncommitted, version
 
@@ -106,6 +111,7 @@ EXECUTOR_LABELS = {
 TERMINAL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 BACKFILL_DAEMON_INTERVAL_S = 30  # dagster._daemon.controller.DEFAULT_DAEMON_INTERVAL_SECONDS
 RUN_QUEUE_DEQUEUE_INTERVAL_S = 5  # QueuedRunCoordinator default dequeue_interval_seconds
+SERVICES_START_TIMEOUT_S = 180  # until the webserver serves and the daemons are healthy
 
 
 # -- the per-partition code location ------------------------------------------------------------
@@ -144,168 +150,16 @@ def per_partition_defs() -> dg.Definitions:
     return one_run_per_partition(build_definitions(load_config()), executor)
 
 
-# -- GraphQL --------------------------------------------------------------------------------------
-
-SENSORS = """
-query Sensors {
-  repositoriesOrError {
-    ... on RepositoryConnection { nodes { sensors { name sensorState { id status } } } }
-  }
-}
-"""
-
-STOP_SENSOR = """
-mutation StopSensor($id: String!) {
-  stopSensor(id: $id) {
-    __typename
-    ... on StopSensorMutationResult { instigationState { status } }
-    ... on PythonError { message }
-  }
-}
-"""
-
-PAUSE_AUTOMATION = """
-mutation Pause { setAutoMaterializePaused(paused: true) }
-"""
-
-LAUNCH_BACKFILL = """
-mutation LaunchBackfill($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message stack }
-    ... on UnauthorizedError { message }
-  }
-}
-"""
-
-BACKFILL_STATUS = """
-query BackfillStatus($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on PartitionBackfill { id status timestamp endTimestamp }
-    ... on PythonError { message }
-  }
-}
-"""
-
-BACKFILL_DETAIL = """
-query Backfill($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    ... on PartitionBackfill {
-      id
-      status
-      timestamp
-      endTimestamp
-      assetBackfillData {
-        assetBackfillStatuses {
-          __typename
-          ... on AssetPartitionsStatusCounts {
-            assetKey { path }
-            numPartitionsTargeted
-            numPartitionsInProgress
-            numPartitionsMaterialized
-            numPartitionsFailed
-          }
-          ... on UnpartitionedAssetStatus {
-            assetKey { path }
-            inProgress
-            materialized
-            failed
-          }
-        }
-      }
-    }
-  }
-}
-"""
-
-
-def sensor_states(web) -> dict[str, str]:
-    """sensor name -> status (RUNNING / STOPPED) of every sensor of the workspace."""
-    repos = web.graphql(SENSORS)["repositoriesOrError"]["nodes"]
-    return {s["name"]: s["sensorState"]["status"] for r in repos for s in r["sensors"]}
-
-
 def quiet_sensors_and_automation(web) -> list[str]:
     """Stop every running sensor (as in the UI: the landing sensor and the automation sensor
     batch_ml_automation_sensor, both RUNNING by default) and pause auto-materialization, before
     the daemon's first tick: only the backfill may start runs. The sensors it stopped."""
-    repos = web.graphql(SENSORS)["repositoriesOrError"]["nodes"]
-    stopped = []
-    for sensor in (s for r in repos for s in r["sensors"]):
-        if sensor["sensorState"]["status"] == "RUNNING":
-            result = web.graphql(STOP_SENSOR, {"id": sensor["sensorState"]["id"]})["stopSensor"]
-            if result.get("instigationState", {}).get("status") != "STOPPED":
-                raise RuntimeError(f"could not stop {sensor['name']}: {result}")
-            stopped.append(sensor["name"])
+    stopped = stop_running_sensors(web)
     web.graphql(PAUSE_AUTOMATION)
     still_running = [name for name, status in sensor_states(web).items() if status != "STOPPED"]
     if still_running:
         raise RuntimeError(f"sensors still running after stopping them: {still_running}")
     return stopped
-
-
-# -- services -------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def dagster_services(
-    home: Path,
-    config: Path,
-    workspace: Path,
-    log_dir: Path,
-    before_daemon: Callable | None = None,
-    extra_env: dict[str, str] | None = None,
-    timeout: float = 180,
-    grace: float = 30,
-):
-    """`batch_ml_tests.daemon_services.daemon_and_webserver` with a workspace file of choice
-    and `extra_env` for both services: dagster-webserver (127.0.0.1) first,
-    `before_daemon(webserver)`, then dagster-daemon."""
-    from batch_ml_tests.daemon_services import VENV_BIN, DagsterServices, _start, service_env
-    from batch_ml_tests.services import Webserver, _wait_until_serving, free_port
-
-    env = {**service_env(home, config), **(extra_env or {})}
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    running = []
-    try:
-        web = _start(
-            "dagster-webserver",
-            [
-                str(VENV_BIN / "dagster-webserver"),
-                *("-h", "127.0.0.1", "-p", str(port), "-w", str(workspace)),
-            ],
-            env,
-            log_dir / "webserver.log",
-        )
-        running.append(web)
-        _wait_until_serving(url, web.process, web.log, timeout)
-        webserver = Webserver(url=url, log=web.log)
-        serving = time.monotonic() - started
-        if before_daemon is not None:
-            before_daemon(webserver)
-        daemon = _start(
-            "dagster-daemon",
-            [str(VENV_BIN / "dagster-daemon"), "run", "-w", str(workspace)],
-            env,
-            log_dir / "daemon.log",
-        )
-        running.append(daemon)
-        services = DagsterServices(webserver, daemon, web)
-        services.startup["webserver_serving"] = serving
-        services.wait_for_daemons(max(1.0, timeout - (time.monotonic() - started)))
-        services.startup["daemons_healthy"] = time.monotonic() - started
-        yield services
-    finally:
-        stopping = time.monotonic()
-        for service in running:
-            service.interrupt()
-        for service in running:
-            service.wait_stopped(stopping, stopping + grace)
 
 
 # -- measurement helpers --------------------------------------------------------------------------
@@ -326,14 +180,18 @@ def new_project(
     `backfill`: the project's `[backfill]` settings that differ from the defaults."""
     from batch_ml.config import load_config
     from batch_ml.demo.simulator import spec_from_config, write_landing
-    from batch_ml_tests.conftest import write_config
-    from batch_ml_tests.daemon_services import dagster_home
+    from batch_ml_tests.harness.project import write_config
+    from batch_ml_tests.harness.services import dagster_home
 
     folder.mkdir(parents=True)
-    config = write_config(folder, start=START, days=days, n_stores=stores, n_items=items)
-    if backfill:
-        with config.open("a") as f:
-            f.write("\n[backfill]\n" + "".join(f"{k} = {v}\n" for k, v in backfill.items()))
+    config = write_config(
+        folder,
+        start=START,
+        days=days,
+        n_stores=stores,
+        n_items=items,
+        sections={"backfill": backfill} if backfill else None,
+    )
     cfg = load_config(config)
     write_landing(spec_from_config(cfg), cfg.paths.landing)
     return config, cfg, dagster_home(folder / "dagster_home")
@@ -568,16 +426,19 @@ def run_backfill(
     extra_env: dict[str, str] | None = None,
 ) -> dict:
     """Start the services, launch one backfill, wait for it, stop the services; the facts."""
+    from batch_ml_tests.harness.services import daemon_and_webserver
+
     load_start = loadavg()
     stopped_sensors: list[str] = []
     log_dir = folder / f"logs_{name}"
     log(f"{name}: service logs in {log_dir}")
-    with dagster_services(
+    with daemon_and_webserver(
         home,
         config,
-        workspace,
         log_dir,
         before_daemon=lambda web: stopped_sensors.extend(quiet_sensors_and_automation(web)),
+        timeout=SERVICES_START_TIMEOUT_S,
+        workspace=workspace,
         extra_env=extra_env,
     ) as services:
         web = services.webserver
@@ -589,7 +450,7 @@ def run_backfill(
         backfill_id = result["backfillId"]
         done = wait_for_backfill(web, backfill_id, timeout)
         seen_done_at = time.time()
-        detail = web.graphql(BACKFILL_DETAIL, {"id": backfill_id})["partitionBackfillOrError"]
+        detail = web.graphql(BACKFILL, {"id": backfill_id})["partitionBackfillOrError"]
         sensors_after = sensor_states(web)
         startup = dict(services.startup)
     statuses = {}

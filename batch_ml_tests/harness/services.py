@@ -1,21 +1,25 @@
-"""A real `dagster-daemon run` and a real `dagster-webserver` for integration tests.
+"""Real Dagster services on 127.0.0.1 for tests and benchmarks: a fresh DAGSTER_HOME,
+`make ui` (`dagster dev`, one parent for everything), and a `dagster-webserver` with a
+separate `dagster-daemon run` as in a deployment.
 
-Unlike `services.make_ui` (`dagster dev`, one parent for everything), the daemon and the
-webserver run here as two separate processes, as in a deployment: each in its own session,
-both on the instance in `DAGSTER_HOME`, both loading `workspace.yaml` from the repository root.
-They are stopped with SIGINT (how both shut down their code servers); whatever is left of a
-process group after a grace period is killed, and how each one ended is recorded so a test can
-assert a clean shutdown.
+Every process is started in its own session (its pid is its process group id) and stopped with
+SIGINT, which is how `dagster dev`, the webserver and the daemon shut down their code servers;
+whatever is left of a process group after a grace period is killed, so nothing outlives its
+caller, and how each process ended is recorded so a test can assert a clean shutdown.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,47 +29,90 @@ import yaml
 
 from batch_ml.cli import init_dagster_home
 
-from .services import REPO, Webserver, _wait_until_serving, free_port
+from .graphql import DAEMON_HEALTH
+from .project import REPO
 
 VENV_BIN = REPO / ".venv" / "bin"
 # The daemons a backfill needs: the backfill loop and the run queue (dagster.yaml queues runs).
 REQUIRED_DAEMONS = ("BACKFILL", "QUEUED_RUN_COORDINATOR")
-
-DAEMON_HEALTH = """
-query DaemonHealth {
-  instance { daemonHealth { allDaemonStatuses { daemonType required healthy } } }
-}
-"""
-
-SENSORS = """
-query Sensors {
-  repositoriesOrError {
-    ... on RepositoryConnection {
-      nodes { sensors { name sensorState { id status } } }
-    }
-  }
-}
-"""
-
-STOP_SENSOR = """
-mutation StopSensor($id: String!) {
-  stopSensor(id: $id) {
-    __typename
-    ... on StopSensorMutationResult { instigationState { status } }
-    ... on PythonError { message }
-  }
-}
-"""
+# The repository's workspace file, relative to the services' working directory (REPO).
+WORKSPACE = "workspace.yaml"
 
 
-def stop_running_sensors(web: Webserver) -> None:
-    """The landing sensor runs by default: stop it (as in the UI) before the daemon ticks, so
-    only the test starts runs."""
-    repos = web.graphql(SENSORS)["repositoriesOrError"]["nodes"]
-    for sensor in (s for r in repos for s in r["sensors"]):
-        if sensor["sensorState"]["status"] == "RUNNING":
-            result = web.graphql(STOP_SENSOR, {"id": sensor["sensorState"]["id"]})["stopSensor"]
-            assert result["instigationState"]["status"] == "STOPPED", (sensor["name"], result)
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Webserver:
+    """A serving Dagster webserver: its base URL, its log, and GraphQL as the UI sends it."""
+
+    url: str
+    log: Path
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        request = urllib.request.Request(
+            f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            payload = json.load(response)
+        assert "errors" not in payload, payload["errors"]
+        return payload["data"]
+
+
+def wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
+    """Wait until the Dagster webserver at `url` answers; fail with the end of its `log` if
+    `process` exits first or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/server_info", timeout=2):
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not serve within {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def stop_process_group(process: subprocess.Popen, grace: float = 30) -> None:
+    """SIGINT the group of `process` (started in its own session); after `grace` seconds
+    SIGKILL whatever is left of it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    # The children (webserver, daemon, code servers) may outlive the parent: kill the group.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def make_ui(env: dict[str, str], log: Path, timeout: float = 120) -> Iterator[Webserver]:
+    """Run the README's `make ui` with `env` (DAGSTER_HOME, BATCH_ML_CONFIG) on a free port."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            ["make", "-s", "ui", f"UI_PORT={port}"],
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_until_serving(url, process, log, timeout)
+            yield Webserver(url=url, log=log)
+        finally:
+            stop_process_group(process)
 
 
 def dagster_home(folder: Path, run_monitoring: dict | None = None) -> Path:
@@ -88,8 +135,8 @@ class Service:
     name: str
     process: subprocess.Popen
     log: Path
-    # Filled in by stop(): True when the process and every process of its group had ended
-    # within the grace period after SIGINT (nothing had to be killed).
+    # Filled in by wait_stopped() or kill(): True when the process and every process of its
+    # group had ended within the grace period after SIGINT (nothing had to be killed).
     clean_exit: bool | None = None
     returncode: int | None = None
     stop_seconds: float | None = None
@@ -127,7 +174,8 @@ class Service:
         self.returncode = self.process.wait(timeout=10)
 
 
-def _start(name: str, args: list[str], env: dict[str, str], log: Path) -> Service:
+def start_service(name: str, args: list[str], env: dict[str, str], log: Path) -> Service:
+    """Start `args` in the repository, in a session of its own, its output in `log`."""
     out = log.open("w")
     try:
         process = subprocess.Popen(
@@ -143,10 +191,11 @@ def _start(name: str, args: list[str], env: dict[str, str], log: Path) -> Servic
     return Service(name=name, process=process, log=log)
 
 
-def _start_daemon(env: dict[str, str], log: Path) -> Service:
-    return _start(
+def start_daemon(env: dict[str, str], log: Path, workspace: str | Path = WORKSPACE) -> Service:
+    """`dagster-daemon run` on the code locations of `workspace`."""
+    return start_service(
         "dagster-daemon",
-        [str(VENV_BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        [str(VENV_BIN / "dagster-daemon"), "run", "-w", str(workspace)],
         env,
         log,
     )
@@ -154,6 +203,8 @@ def _start_daemon(env: dict[str, str], log: Path) -> Service:
 
 @dataclass
 class DagsterServices:
+    """A webserver and a daemon on one instance, as `daemon_and_webserver` started them."""
+
     webserver: Webserver
     daemon: Service
     webserver_process: Service
@@ -161,6 +212,7 @@ class DagsterServices:
     startup: dict[str, float] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     log_dir: Path | None = None
+    workspace: str | Path = WORKSPACE
     # Daemons killed by `crash_daemon`, oldest first (their logs stay for the test to read).
     crashed: list[Service] = field(default_factory=list)
 
@@ -177,7 +229,7 @@ class DagsterServices:
             while_down()
         log = self.log_dir / f"daemon.{len(self.crashed)}.log"
         started = time.monotonic()
-        self.daemon = _start_daemon(self.env, log)
+        self.daemon = start_daemon(self.env, log, self.workspace)
         # The killed daemon's last heartbeats still look healthy for a while: wait for the
         # new daemon's own heartbeat of every daemon the old one ran.
         deadline = started + timeout
@@ -222,6 +274,8 @@ class DagsterServices:
 
 
 def service_env(home: Path, config: Path) -> dict[str, str]:
+    """This process's environment for services on the instance in `home` with the project
+    configuration `config`."""
     env = {**os.environ, "DAGSTER_HOME": str(home), "BATCH_ML_CONFIG": str(config)}
     env.pop("BATCH_ML_DATA_ROOT", None)  # the config's data.root must win
     return env
@@ -235,13 +289,17 @@ def daemon_and_webserver(
     before_daemon: Callable[[Webserver], None] | None = None,
     timeout: float = 120,
     grace: float = 30,
+    workspace: str | Path = WORKSPACE,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[DagsterServices]:
     """Run `dagster-webserver` (on 127.0.0.1, a free port) and `dagster-daemon run` on the
-    instance in `home` with the project configuration `config`.
+    instance in `home` with the project configuration `config`, both on the code locations of
+    `workspace` and with `extra_env` added to their environment.
 
     The webserver starts first; `before_daemon(webserver)` runs once it serves and before the
-    daemon starts, e.g. to stop a sensor that is running by default before its first tick."""
-    env = service_env(home, config)
+    daemon starts, e.g. to stop a sensor that is running by default before its first tick.
+    On exit both are interrupted and given `grace` seconds to stop."""
+    env = {**service_env(home, config), **(extra_env or {})}
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -249,7 +307,7 @@ def daemon_and_webserver(
     running: list[Service] = []
     services: DagsterServices | None = None
     try:
-        web = _start(
+        web = start_service(
             "dagster-webserver",
             [
                 str(VENV_BIN / "dagster-webserver"),
@@ -258,20 +316,22 @@ def daemon_and_webserver(
                 "-p",
                 str(port),
                 "-w",
-                "workspace.yaml",
+                str(workspace),
             ],
             env,
             log_dir / "webserver.log",
         )
         running.append(web)
-        _wait_until_serving(url, web.process, web.log, timeout)
+        wait_until_serving(url, web.process, web.log, timeout)
         webserver = Webserver(url=url, log=web.log)
         serving = time.monotonic() - started
         if before_daemon is not None:
             before_daemon(webserver)
-        daemon = _start_daemon(env, log_dir / "daemon.log")
+        daemon = start_daemon(env, log_dir / "daemon.log", workspace)
         running.append(daemon)
-        services = DagsterServices(webserver, daemon, web, env=env, log_dir=log_dir)
+        services = DagsterServices(
+            webserver, daemon, web, env=env, log_dir=log_dir, workspace=workspace
+        )
         services.startup["webserver_serving"] = serving
         services.wait_for_daemons(max(1.0, timeout - (time.monotonic() - started)))
         services.startup["daemons_healthy"] = time.monotonic() - started

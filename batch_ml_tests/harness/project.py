@@ -1,0 +1,109 @@
+"""Project configs and small demo projects in temporary folders, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from batch_ml.config import ProjectConfig, load_config
+from batch_ml.demo.simulator import spec_from_config, write_landing
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Every asset of the project's code location, by name.
+PROJECT_ASSETS = {
+    "sales",
+    "plans",
+    "calendar",
+    "products",
+    "stores",
+    "demand_features",
+    "demand_model",
+    "champion_overrides",
+    "model_promotion",
+    "predictions",
+    "prediction_drift",
+    "forecast_accuracy",
+    "accuracy_report",
+}
+
+SMALL_CONFIG = """
+[data]
+root = "data"
+
+[calendar]
+start_date = "{start}"
+end_date = "{end}"
+
+[forecast]
+horizon = {horizon}
+lookback_days = 56
+training_weeks = 4
+min_history_days = 70
+seed = 42
+num_threads = 2
+
+[features]
+known_in_advance = {known}
+calendar = {calendar}
+product_attributes = {products}
+store_attributes = {stores}
+numeric_attributes = {numeric}
+
+[demo]
+stores = {n_stores}
+items = {n_items}
+start_date = "{start}"
+days = {days}
+seed = 7
+"""
+
+
+def write_config(
+    folder: Path,
+    start: dt.date = dt.date(2025, 1, 1),
+    days: int = 130,
+    horizon: int = 7,
+    n_stores: int = 2,
+    n_items: int = 6,
+    known=("price", "on_promo", "is_open"),
+    calendar=("is_holiday",),
+    products=("category", "base_price"),
+    stores=("region", "store_size"),
+    numeric=("base_price",),
+    sections: dict[str, dict[str, int]] | None = None,
+) -> Path:
+    """`folder/batch_ml.toml` for a demo project of `n_stores` x `n_items` series over `days`
+    days from `start`, its data under `folder/data`. `sections`: further TOML tables of
+    integer settings, e.g. `{"backfill": {"days_per_run": 7}}`."""
+
+    def toml_list(xs):
+        return "[" + ", ".join(f'"{x}"' for x in xs) + "]"
+
+    text = SMALL_CONFIG.format(
+        start=start,
+        end=start + dt.timedelta(days=days),
+        horizon=horizon,
+        days=days,
+        n_stores=n_stores,
+        n_items=n_items,
+        known=toml_list(known),
+        calendar=toml_list(calendar),
+        products=toml_list(products),
+        stores=toml_list(stores),
+        # Only attributes the config lists can be numeric (`base_price` is the demo's).
+        numeric=toml_list(a for a in numeric if a in (*products, *stores)),
+    )
+    for table, settings in (sections or {}).items():
+        text += f"\n[{table}]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
+    path = folder / "batch_ml.toml"
+    path.write_text(text)
+    return path
+
+
+def demo_project(folder: Path, **config) -> ProjectConfig:
+    """A demo project in `folder` (`write_config(folder, **config)`) with its landing files."""
+    cfg = load_config(write_config(folder, **config))
+    write_landing(spec_from_config(cfg), cfg.paths.landing)
+    return cfg
