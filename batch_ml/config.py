@@ -251,7 +251,40 @@ def _check_feature_columns(features: FeatureConfig) -> None:
             owner[name] = key
 
 
+def _names_of(*classes) -> set[str]:
+    return {f.name for cls in classes for f in fields(cls)}
+
+
+# Every table and key the project file may hold: anything else is a typo or a setting of
+# another version, and silently ignoring it would run with a default the user did not choose.
+KNOWN_KEYS = {
+    "data": {"root"},
+    "calendar": {"start_date", "end_date", "timezone"},
+    "forecast": _names_of(ForecastConfig),
+    "features": _names_of(FeatureConfig),
+    "ingest": (_names_of(IngestConfig) - {"limits"}) | _names_of(IngestLimits),
+    "promotion": _names_of(PromotionConfig),
+    "backfill": _names_of(BackfillConfig),
+    "demo": _names_of(DemoConfig),
+}
+
+
+def _check_known_keys(raw: dict) -> None:
+    for section, value in raw.items():
+        if section not in KNOWN_KEYS:
+            raise ConfigError(f"unknown table [{section}]; known: {sorted(KNOWN_KEYS)}")
+        if not isinstance(value, dict):
+            raise ConfigError(f"[{section}] must be a table, got {value!r}")
+        unknown = sorted(set(value) - KNOWN_KEYS[section])
+        if unknown:
+            raise ConfigError(
+                f"unknown key(s) {[f'{section}.{k}' for k in unknown]}; "
+                f"[{section}] knows {sorted(KNOWN_KEYS[section])}"
+            )
+
+
 def parse_config(raw: dict, base_dir: Path) -> ProjectConfig:
+    _check_known_keys(raw)
     root = _data_root(raw, base_dir)
     cal = raw.get("calendar", {})
     if "start_date" not in cal:

@@ -1,5 +1,5 @@
 """The configured data root and column names: `..` resolved and logged, names that would
-collide with the contract's columns or with each other refused."""
+collide with the contract's columns or with each other refused, unknown keys refused."""
 
 import logging
 
@@ -7,7 +7,7 @@ import pytest
 
 from batch_ml.config import DATA_ROOT_ENV, ConfigError, load_config, parse_config
 
-from .harness.project import write_config
+from .harness.project import REPO, write_config
 
 BASE = {"calendar": {"start_date": "2025-01-01"}}
 
@@ -69,3 +69,29 @@ def test_known_in_advance_may_name_the_covariates_sales_files_carry(tmp_path):
     # Sales files carry the observed price and promotion: the plans' known-in-advance columns.
     cfg = load_config(write_config(tmp_path, known=("price", "on_promo", "is_open")))
     assert cfg.features.known_in_advance == ("price", "on_promo", "is_open")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("[forecast]\nhorizn = 3\n", r"unknown key\(s\) \['forecast.horizn'\]; \[forecast\] knows"),
+        ("[ingest]\nquarantine_rules = []\n", r"'ingest.quarantine_rules'"),
+        ("[promotions]\nmargin = 0.1\n", r"unknown table \[promotions\]"),
+    ],
+)
+def test_a_key_or_table_the_config_does_not_know_is_refused(tmp_path, extra, message):
+    """A typo must not silently run with the default the user meant to change."""
+    path = write_config(tmp_path)
+    text = path.read_text()
+    section = extra.split("\n", 1)[0]
+    if section in text:  # add the key to the existing table
+        text = text.replace(section + "\n", extra, 1)
+    else:
+        text += "\n" + extra
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_the_shipped_config_uses_only_known_keys():
+    load_config(REPO / "batch_ml.toml")
