@@ -34,10 +34,9 @@ from dagster._core.storage.tags import AUTOMATION_CONDITION_TAG, PARTITION_NAME_
 from batch_ml.cli import run_pipeline
 from batch_ml.config import load_config
 from batch_ml.demo.simulator import spec_from_config, write_landing
-
-from .harness.graphql import MATERIALIZATIONS, RUNS, SENSOR_TICKS
-from .harness.project import write_config
-from .harness.services import DagsterServices, Webserver, daemon_and_webserver, dagster_home
+from batch_ml.harness.graphql import MATERIALIZATIONS, RUNS, SENSOR_TICKS
+from batch_ml.harness.project import write_config
+from batch_ml.harness.services import DagsterServices, Webserver, daemon_and_webserver, dagster_home
 
 pytestmark = pytest.mark.integration
 

@@ -41,6 +41,7 @@ import pytest
 
 from batch_ml.config import FeatureConfig, IngestLimits
 from batch_ml.definitions import build_definitions
+from batch_ml.harness.project import REPO
 from batch_ml.ingest.contract import (
     ROW,
     ROW_RULES,
@@ -55,8 +56,6 @@ from batch_ml.ingest.contract import (
 from batch_ml.ingest.landing import content_hash, discover
 from batch_ml.ingest.records import LOG_TABLE
 from batch_ml.storage.tables import PartitionedTable
-
-from .harness.project import REPO
 
 DAY = dt.date(2025, 3, 1)  # a day inside the `small_project` partitions
 HORIZON = 7  # `write_config`'s default horizon

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from .harness.project import REPO
+from batch_ml.harness.project import REPO
 
 pytestmark = pytest.mark.integration
 

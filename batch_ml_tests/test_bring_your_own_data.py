@@ -14,8 +14,7 @@ import pytest
 
 from batch_ml.cli import run_pipeline
 from batch_ml.config import load_config
-
-from .harness.project import SHARED_DATA, write_config
+from batch_ml.harness.project import SHARED_DATA, write_config
 
 pytestmark = pytest.mark.definitions
 

@@ -13,8 +13,7 @@ import duckdb
 import pytest
 
 from batch_ml.config import load_config
-
-from .harness.browser import (
+from batch_ml.harness.browser import (
     ARTIFACTS,
     CHROMIUM,
     page_text,
@@ -23,9 +22,9 @@ from .harness.browser import (
     screenshot,
     screenshot_report,
 )
-from .harness.graphql import ASSET_PARTITION_STATS, DAEMON_HEALTH, SET_NUX_SEEN
-from .harness.project import PROJECT_ASSETS, write_config
-from .harness.services import make_ui
+from batch_ml.harness.graphql import ASSET_PARTITION_STATS, DAEMON_HEALTH, SET_NUX_SEEN
+from batch_ml.harness.project import PROJECT_ASSETS, write_config
+from batch_ml.harness.services import make_ui
 
 
 def _demo(config, home):

@@ -6,8 +6,7 @@ import logging
 import pytest
 
 from batch_ml.config import DATA_ROOT_ENV, ConfigError, load_config, parse_config
-
-from .harness.project import REPO, write_config
+from batch_ml.harness.project import REPO, write_config
 
 BASE = {"calendar": {"start_date": "2025-01-01"}}
 

@@ -12,8 +12,7 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from batch_ml.cli import HOME_MARKER, ensure_dagster_home
-
-from .harness.project import REPO, write_config
+from batch_ml.harness.project import REPO, write_config
 
 PROCESSES = 4
 # Each process imports the CLI (and with it Dagster), says it is ready, and waits for all

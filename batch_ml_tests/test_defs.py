@@ -9,8 +9,7 @@ from batch_ml.config import load_config
 from batch_ml.definitions import build_definitions
 from batch_ml.defs.partitions import Partitioning
 from batch_ml.defs.resources import LandingZone, TableStore
-
-from .harness.project import PROJECT_ASSETS, REPO
+from batch_ml.harness.project import PROJECT_ASSETS, REPO
 
 pytestmark = pytest.mark.definitions
 

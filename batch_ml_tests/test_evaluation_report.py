@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from batch_ml.harness.browser import CHROMIUM, report_image_count, report_text, screenshot_report
 from batch_ml.ml.metrics import SUM_COLUMNS, error_sums, roll_up
 from batch_ml.reports.evaluation import (
     METHODS,
@@ -16,8 +17,6 @@ from batch_ml.reports.evaluation import (
     pick_series,
     write_evaluation_report,
 )
-
-from .harness.browser import CHROMIUM, report_image_count, report_text, screenshot_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 START = dt.date(2024, 3, 1)

@@ -24,13 +24,13 @@ import pytest
 
 from batch_ml.config import load_config
 from batch_ml.demo.simulator import spec_from_config, write_landing
+from batch_ml.harness.project import write_config
 from batch_ml.ingest.landing import content_hash
 from batch_ml.ingest.records import LOG_TABLE, QUARANTINE_TABLE
 from batch_ml.storage.tables import PartitionedTable
 from batch_ml.storage.transaction import JOURNAL_FOLDER, recover
 
 from . import ingest_workers as w
-from .harness.project import write_config
 
 DAYS = [dt.date(2025, 1, 10) + dt.timedelta(days=i) for i in range(3)]
 # Rows that only record when and by which run a file was read differ between two runs of

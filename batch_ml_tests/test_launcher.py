@@ -14,9 +14,8 @@ import pytest
 from dagster._core.events import EngineEventData
 from dagster._core.launcher import WorkerStatus
 
+from batch_ml.harness.services import dagster_home
 from batch_ml.launcher import PID_REUSE_MARGIN_S, LocalRunLauncher, process_alive
-
-from .harness.services import dagster_home
 
 START_TIMEOUT = 2  # run_monitoring.start_timeout_seconds of the test's instance
 

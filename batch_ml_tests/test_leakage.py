@@ -10,6 +10,7 @@ import pytest
 
 from batch_ml.config import ProjectConfig, load_config
 from batch_ml.demo.simulator import simulate, spec_from_config
+from batch_ml.harness.project import write_config
 from batch_ml.ml.features import SERIES_KEYS, build_features
 from batch_ml.ml.leakage import (
     ROWS,
@@ -20,8 +21,6 @@ from batch_ml.ml.leakage import (
     training_leakage,
 )
 from batch_ml.ml.training import load_booster, predict, train_model, training_examples
-
-from .harness.project import write_config
 
 START = dt.date(2025, 1, 1)
 DAYS = 130

@@ -34,8 +34,7 @@ from dagster._core.storage.tags import (
 
 from batch_ml.config import load_config
 from batch_ml.demo.simulator import spec_from_config, write_landing
-
-from .harness.graphql import (
+from batch_ml.harness.graphql import (
     BACKFILL,
     BACKFILL_RUNS,
     LAUNCH_BACKFILL,
@@ -43,8 +42,8 @@ from .harness.graphql import (
     REEXECUTE_BACKFILL,
     stop_running_sensors,
 )
-from .harness.project import write_config
-from .harness.services import Webserver, daemon_and_webserver, dagster_home
+from batch_ml.harness.project import write_config
+from batch_ml.harness.services import Webserver, daemon_and_webserver, dagster_home
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,9 @@ from batch_ml.cli import main
 from batch_ml.config import DATA_ROOT_ENV, load_config
 from batch_ml.definitions import defs
 from batch_ml.defs.resources import TableStore
+from batch_ml.harness.project import write_config
 from batch_ml.storage.tables import PartitionedTable
 from batch_ml.storage.warehouse import ensure_views, refresh_views
-
-from .harness.project import write_config
 
 # Every glob character DuckDB and Polars expand, and a `key=value` folder (hive partitioning).
 GLOB_ROOT = "year=2025/da[ta]*?"

@@ -1,6 +1,6 @@
 """Benchmark: a full-graph backfill through the real daemon, batched vs one run per partition.
 
-The demo project (`batch_ml_tests.harness.project.write_config`: `--stores` x `--items` series
+The demo project (`batch_ml.harness.project.write_config`: `--stores` x `--items` series
 (default 2 x 10), `--days` daily partitions from 2025-01-01, horizon 7, 4 training weeks) with
 its landing files. Three parts, each on a fresh data root and a fresh DAGSTER_HOME (a copy of
 the repository's dagster.yaml: queued runs, at most 2 at a time):
@@ -61,7 +61,7 @@ from pathlib import Path
 import dagster as dg
 
 from batch_ml.config import BackfillConfig
-from batch_ml_tests.harness.graphql import (
+from batch_ml.harness.graphql import (
     BACKFILL,
     BACKFILL_STATUS,
     LAUNCH_BACKFILL,
@@ -180,8 +180,8 @@ def new_project(
     `backfill`: the project's `[backfill]` settings that differ from the defaults."""
     from batch_ml.config import load_config
     from batch_ml.demo.simulator import spec_from_config, write_landing
-    from batch_ml_tests.harness.project import write_config
-    from batch_ml_tests.harness.services import dagster_home
+    from batch_ml.harness.project import write_config
+    from batch_ml.harness.services import dagster_home
 
     folder.mkdir(parents=True)
     config = write_config(
@@ -426,7 +426,7 @@ def run_backfill(
     extra_env: dict[str, str] | None = None,
 ) -> dict:
     """Start the services, launch one backfill, wait for it, stop the services; the facts."""
-    from batch_ml_tests.harness.services import daemon_and_webserver
+    from batch_ml.harness.services import daemon_and_webserver
 
     load_start = loadavg()
     stopped_sensors: list[str] = []

@@ -1,4 +1,4 @@
-"""The test suite's pytest plugin (`-p batch_ml_tests.harness.plugin` in pyproject.toml's
+"""The test suite's pytest plugin (`-p batch_ml_tests.plugin` in pyproject.toml's
 addopts): the test layers with a timeout each, the order of the longest files, and the shared
 fixtures.
 
@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 from batch_ml.config import ProjectConfig
-
-from .project import demo_project
+from batch_ml.harness.project import demo_project
 
 LAYERS = {
     "unit": "no process started, no code location loaded (the default)",
