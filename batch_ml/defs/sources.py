@@ -136,21 +136,35 @@ def run_id_of(context: dg.AssetExecutionContext) -> str:
         return "direct"
 
 
-def unmatched_ids(tables: TableStore, source: Source, frame: pl.DataFrame) -> str | None:
-    """`unmatched_ids_problem` against the series of the stored sales; None (no check) while
-    sales has no partition yet."""
-    if source.name not in MATCHED_IDS or frame.is_empty():
-        return None
-    sales = tables.table("sales")
-    days = sales.partitions()
-    if not days:
-        return None
-    # The latest day's series nearly always match; only a miss pays for reading every day.
-    latest = sales.scan(days[-1:]).select(SERIES_KEYS).collect()
-    if not latest.is_empty() and unmatched_ids_problem(frame, source, latest) is None:
-        return None
-    known = sales.scan().select(SERIES_KEYS).unique().collect()
-    return unmatched_ids_problem(frame, source, known)
+class KnownSeries:
+    """The series of the stored sales, read at most once per step (not once per day of a
+    range): the latest day first, every day only when a file's ids miss it."""
+
+    def __init__(self, tables: TableStore):
+        self._sales = tables.table("sales")
+
+    @functools.cached_property
+    def _days(self) -> list[str]:
+        return self._sales.partitions()
+
+    @functools.cached_property
+    def _latest(self) -> pl.DataFrame:
+        return self._sales.scan(self._days[-1:]).select(SERIES_KEYS).collect()
+
+    @functools.cached_property
+    def _all(self) -> pl.DataFrame:
+        return self._sales.scan().select(SERIES_KEYS).unique().collect()
+
+    def problem(self, source: Source, frame: pl.DataFrame) -> str | None:
+        """`unmatched_ids_problem` for the file's rows; None (no check) for sources whose ids
+        are not checked, and while sales has no partition yet."""
+        if source.name not in MATCHED_IDS or frame.is_empty() or not self._days:
+            return None
+        # The latest day's series nearly always match; only a miss pays for every day.
+        latest = self._latest
+        if not latest.is_empty() and unmatched_ids_problem(frame, source, latest) is None:
+            return None
+        return unmatched_ids_problem(frame, source, self._all)
 
 
 def ingest_files(
@@ -169,6 +183,7 @@ def ingest_files(
     records together."""
     frames, missing, errors, read = {}, [], [], []
     quarantined: dict[str, pl.DataFrame] = {}
+    known = KnownSeries(tables)
     for day in days:
         path = landing_path(landing.path, source, day)
         # A dangling symlink does not `exist`, but a file was delivered: it must fail, not
@@ -185,7 +200,7 @@ def ingest_files(
             if problem:
                 raise ContractViolation(path, [problem])
             loaded = load_landing_file(path, source, day, horizon, policy, content=content)
-            if unmatched := unmatched_ids(tables, source, loaded.rows):
+            if unmatched := known.problem(source, loaded.rows):
                 raise ContractViolation(path, [unmatched])
         except ContractViolation as exc:
             errors.append(str(exc))
