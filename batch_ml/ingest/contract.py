@@ -300,6 +300,7 @@ def _read_csv(path: Path, content: bytes, source: Source) -> pl.DataFrame:
         ) from None
     if frame.columns:
         frame = frame.rename({frame.columns[0]: frame.columns[0].removeprefix("\ufeff")})
+    _check_rows(frame.height, path, source)
     return frame
 
 
@@ -448,8 +449,7 @@ def _read_raw(path: Path, source: Source, content: bytes) -> _Raw:
         raise ContractViolation(
             path, [f"cannot be parsed as {source.file_format}: {_parser_message(exc)}"]
         ) from None
-    _check_columns(frame.columns, path, source)
-    _check_rows(frame.height, path, source)
+    # Columns (and Parquet's rows) were checked by the readers before the body was parsed.
     return _Raw(frame.with_row_index(ROW, offset=1), _no_problems())
 
 
