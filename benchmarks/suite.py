@@ -45,6 +45,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from batch_ml.harness.project import write_config
 from benchmarks import event_store, facts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,42 +74,6 @@ HISTORY_RUNS = "alternating (older sales partitions moved aside for the 1-year r
 TRAINING_METADATA = ("duration_s", "peak_rss_mb", "train_rows", "best_iteration")
 PACKAGES = ("dagster", "dagster-webserver", "polars", "duckdb", "lightgbm", "numpy", "pyarrow")
 
-CONFIG = """# batch_ml benchmark project ({stores} stores x {items} items)
-[data]
-root = "data"
-
-[calendar]
-start_date = "{start}"
-end_date = "{end}"
-timezone = "UTC"
-
-[forecast]
-horizon = {horizon}
-lookback_days = 56
-training_weeks = {training_weeks}
-min_history_days = 84
-seed = 42
-num_threads = 2
-
-[features]
-known_in_advance = ["price", "on_promo", "is_open"]
-calendar = ["is_holiday"]
-product_attributes = ["category", "base_price"]
-store_attributes = ["region", "store_size"]
-numeric_attributes = ["base_price"]
-
-[ingest]
-quarantine = ["duplicate_row", "negative", "not_finite"]
-max_quarantined_fraction = 0.01
-
-[demo]
-stores = {stores}
-items = {items}
-start_date = "{start}"
-days = {days}
-seed = 7
-"""
-
 
 def log(text: str) -> None:
     sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
@@ -129,21 +94,25 @@ def spread(values: list[float], digits: int = 3) -> dict:
 
 
 def write_project(folder: Path, stores: int, items: int) -> Path:
-    start = NEW_DAY - dt.timedelta(days=HISTORY_DAYS)
+    """The benchmark project: `stores` x `items` series, HISTORY_DAYS of history up to and
+    with NEW_DAY, the repository's quarantine policy."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "batch_ml.toml"
-    path.write_text(
-        CONFIG.format(
-            stores=stores,
-            items=items,
-            start=start,
-            end=NEW_DAY + dt.timedelta(days=1),
-            days=HISTORY_DAYS + 1,
-            horizon=HORIZON,
-            training_weeks=TRAINING_WEEKS,
-        )
+    return write_config(
+        folder,
+        start=NEW_DAY - dt.timedelta(days=HISTORY_DAYS),
+        days=HISTORY_DAYS + 1,
+        horizon=HORIZON,
+        n_stores=stores,
+        n_items=items,
+        training_weeks=TRAINING_WEEKS,
+        min_history_days=84,
+        sections={
+            "ingest": {
+                "quarantine": ["duplicate_row", "negative", "not_finite"],
+                "max_quarantined_fraction": 0.01,
+            }
+        },
     )
-    return path
 
 
 def _landing(frames: dict, cfg, day: dt.date) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 from batch_ml.config import ProjectConfig, load_config
@@ -39,8 +40,8 @@ end_date = "{end}"
 [forecast]
 horizon = {horizon}
 lookback_days = 56
-training_weeks = 4
-min_history_days = 70
+training_weeks = {training_weeks}
+min_history_days = {min_history_days}
 seed = 42
 num_threads = 2
 
@@ -72,11 +73,13 @@ def write_config(
     products=("category", "base_price"),
     stores=("region", "store_size"),
     numeric=("base_price",),
-    sections: dict[str, dict[str, int]] | None = None,
+    training_weeks: int = 4,
+    min_history_days: int = 70,
+    sections: dict[str, dict] | None = None,
 ) -> Path:
     """`folder/batch_ml.toml` for a demo project of `n_stores` x `n_items` series over `days`
-    days from `start`, its data under `folder/data`. `sections`: further TOML tables of
-    integer settings, e.g. `{"backfill": {"days_per_run": 7}}`."""
+    days from `start`, its data under `folder/data`. `sections`: further TOML tables, e.g.
+    `{"backfill": {"days_per_run": 7}}` (values: numbers, strings and lists of them)."""
 
     def toml_list(xs):
         return "[" + ", ".join(f'"{x}"' for x in xs) + "]"
@@ -85,6 +88,8 @@ def write_config(
         start=start,
         end=start + dt.timedelta(days=days),
         horizon=horizon,
+        training_weeks=training_weeks,
+        min_history_days=min_history_days,
         days=days,
         n_stores=n_stores,
         n_items=n_items,
@@ -96,7 +101,8 @@ def write_config(
         numeric=toml_list(a for a in numeric if a in (*products, *stores)),
     )
     for table, settings in (sections or {}).items():
-        text += f"\n[{table}]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
+        # JSON numbers, strings and arrays are TOML values too.
+        text += f"\n[{table}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
     path = folder / "batch_ml.toml"
     path.write_text(text)
     return path
