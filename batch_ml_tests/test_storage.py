@@ -10,7 +10,7 @@ from batch_ml.storage.tables import (
     SchemaChangeError,
     SchemaChanges,
 )
-from batch_ml.storage.warehouse import ensure_views
+from batch_ml.storage.warehouse import sync_views
 
 
 def test_partition_replace_is_whole_and_columns_match_by_name(tmp_path):
@@ -44,11 +44,11 @@ def test_warehouse_views_read_partitions_read_only(tmp_path):
     tables, db = tmp_path / "tables", tmp_path / "warehouse.duckdb"
     table = PartitionedTable(tables, "predictions")
     table.write("2025-01-01", pl.DataFrame({"x": [1, 2]}))
-    assert ensure_views(db, tables, ["predictions", "absent"]) == ["predictions"]
+    assert sync_views(db, tables, ["predictions", "absent"]) == ["predictions"]
     table.write("2025-01-02", pl.DataFrame({"x": [3]}))  # no view change needed
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("select count(*), sum(x) from predictions").fetchone() == (3, 6)
-    assert ensure_views(db, tables, ["predictions"]) == []
+    assert sync_views(db, tables, ["predictions"]) == []
 
 
 def test_dropped_or_retyped_columns_fail_unless_declared(tmp_path):

@@ -13,7 +13,7 @@ from batch_ml.definitions import defs
 from batch_ml.defs.resources import TableStore
 from batch_ml.harness.project import write_config
 from batch_ml.storage.tables import PartitionedTable
-from batch_ml.storage.warehouse import ensure_views, refresh_views
+from batch_ml.storage.warehouse import refresh_views, sync_views
 
 # Every glob character DuckDB and Polars expand, and a `key=value` folder (hive partitioning).
 GLOB_ROOT = "year=2025/da[ta]*?"
@@ -47,7 +47,7 @@ def test_a_root_with_glob_characters_reads_only_its_own_partitions(tmp_path):
     # A partition added later is read through the view without touching the warehouse.
     table.write("2025-01-02", pl.DataFrame({"x": [3]}))
     before = (root / "w.duckdb").stat().st_mtime_ns
-    assert ensure_views(root / "w.duckdb", root / "tables", ["sales"]) == []
+    assert sync_views(root / "w.duckdb", root / "tables", ["sales"]) == []
     assert (root / "w.duckdb").stat().st_mtime_ns == before
     assert _view_rows(root) == [(1,), (2,), (3,)]
     assert table.read(["2025-01-02"])["x"].to_list() == [3]

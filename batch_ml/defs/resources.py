@@ -21,7 +21,7 @@ from batch_ml.storage.tables import (
     SchemaChanges,
 )
 from batch_ml.storage.transaction import Transaction, recover, transaction
-from batch_ml.storage.warehouse import ensure_views
+from batch_ml.storage.warehouse import sync_views
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -104,7 +104,7 @@ class TableStore(dg.ConfigurableResource):
         for name in txn.tables:
             PartitionedTable(root, name).sweep_stale_tmp()
         if txn.committed:
-            ensure_views(Path(self.warehouse_path), root, list(txn.tables))
+            sync_views(Path(self.warehouse_path), root, list(txn.tables))
 
     def write(
         self,

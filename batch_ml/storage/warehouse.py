@@ -221,12 +221,6 @@ def sync_views(
     return build
 
 
-def ensure_views(path: Path, tables_root: Path, names: Sequence[str]) -> list[str]:
-    """After a write of tables `names`: their missing views, and any stale one (see
-    `sync_views`). An unchanged warehouse is only opened read-only."""
-    return sync_views(path, tables_root, names)
-
-
 def refresh_views(path: Path, tables_root: Path, timeout_s: float = LOCK_TIMEOUT_S) -> list[str]:
     """Views for every table under `tables_root`, rebuilt where stale (e.g. after the root
     was copied or moved); returns the views written."""
