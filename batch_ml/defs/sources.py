@@ -22,7 +22,7 @@ from batch_ml.ingest.contract import (
     load_landing_file,
     unmatched_ids_problem,
 )
-from batch_ml.ingest.landing import content_hash, file_problem, landing_path
+from batch_ml.ingest.landing import content_hash, file_problem, file_state, landing_path
 from batch_ml.ingest.records import (
     LOG_TABLE,
     QUARANTINE_SCHEMA,
@@ -52,7 +52,7 @@ class ReadFile:
 
     facts: FileFacts
     path: Path
-    identity: tuple[int, ...] | None  # (size, mtime, inode, ctime) just before it was read
+    state: tuple[int, ...] | None  # `file_state` just before it was read
     row: pl.DataFrame  # its ingestion-log row; `ingested_at` is when it was read
 
     @property
@@ -62,16 +62,6 @@ class ReadFile:
     @property
     def read_at(self) -> dt.datetime:
         return self.row["ingested_at"][0]
-
-
-def _identity(path: Path) -> tuple[int, ...] | None:
-    """What changes whenever a file's content may have (a rewrite in place changes the
-    ctime, which no writer can set back; a replacement by rename changes the inode)."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
 @dataclass
@@ -192,7 +182,7 @@ def ingest_files(
             missing.append(day)
             continue
         read_at = dt.datetime.now(dt.UTC)
-        identity = _identity(path)
+        state = file_state(path)
         problem = file_problem(landing.path, path)
         content = b"" if problem else path.read_bytes()
         facts = FileFacts.of(source.name, path, landing.path, content, day)
@@ -205,10 +195,10 @@ def ingest_files(
         except ContractViolation as exc:
             errors.append(str(exc))
             row = log_row(facts, None, str(exc), run_id, read_at)
-            read.append(ReadFile(facts, path, identity, row))
+            read.append(ReadFile(facts, path, state, row))
             continue
         row = log_row(facts, loaded, None, run_id, read_at)
-        read.append(ReadFile(facts, path, identity, row))
+        read.append(ReadFile(facts, path, state, row))
         quarantined[facts.partition_key] = quarantine_rows(facts, loaded, run_id, read_at)
         frames[day] = loaded.rows
     return Ingested(source.name, frames, missing, read, quarantined, errors)
@@ -233,7 +223,7 @@ def _newer_content(tables: TableStore, ingested: Ingested) -> list[tuple[ReadFil
     stored = log.partitions()
     stale = []
     for f in ingested.read:
-        if f.identity != _identity(f.path) and f.path.is_file():
+        if f.state != file_state(f.path) and f.path.is_file():
             if content_hash(f.path) != f.facts.sha256:
                 stale.append((f, "the landing file changed after this run read it"))
                 continue

@@ -58,12 +58,7 @@ class Seen:
         return Seen(int(size), int(mtime_ns), str(sha256), *known[:3])
 
     def same_file_state(self, f: LandingFile) -> bool:
-        return (self.size, self.mtime_ns, self.inode, self.ctime_ns) == (
-            f.size,
-            f.mtime_ns,
-            f.inode,
-            f.ctime_ns,
-        )
+        return (self.size, self.mtime_ns, self.inode, self.ctime_ns) == f.state
 
 
 @dataclass(frozen=True)

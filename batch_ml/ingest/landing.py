@@ -22,6 +22,21 @@ class LandingFile:
     inode: int
     ctime_ns: int
 
+    @property
+    def state(self) -> tuple[int, int, int, int]:
+        """What changes whenever the file's content may have (see `file_state`)."""
+        return (self.size, self.mtime_ns, self.inode, self.ctime_ns)
+
+
+def file_state(path: Path) -> tuple[int, int, int, int] | None:
+    """(size, mtime, inode, ctime) of a file, or None if it cannot be read: a rewrite in place
+    changes the ctime, which no writer can set back; a replacement by rename the inode."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
 
 def landing_path(landing_root: Path, source: Source, day: dt.date | None = None) -> Path:
     return landing_root / source.name / source.file_name(day)
