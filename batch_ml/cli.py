@@ -334,6 +334,30 @@ def cmd_views(args) -> int:
     return 0
 
 
+# The tables a run produces from its inputs, and the columns that record when, where or by
+# which run (not what): `batch-ml digest` hashes the rest, so two runs on the same inputs and
+# seed can be compared (docs/architecture.md).
+DIGEST_TABLES = {
+    "demand_features": (),
+    "demand_model": ("model_path", "card_path"),
+    "model_promotion": (),
+    "predictions": (),
+    "prediction_drift": (),
+    "forecast_accuracy": (),
+    "accuracy_report": (),
+}
+
+
+def cmd_digest(args) -> int:
+    """Content digests of the stored outputs (same inputs and seed: same digests)."""
+    from batch_ml.storage.digest import table_digest
+
+    cfg = load_config(args.config)
+    digests = {t: table_digest(cfg.paths.tables, t, skip) for t, skip in DIGEST_TABLES.items()}
+    echo(json.dumps(digests, indent=2, sort_keys=True))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="batch-ml", description=__doc__)
     parser.add_argument(
@@ -349,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         "--dagster-yaml", help="instance settings to copy (default: dagster.yaml beside the config)"
     )
     sub.add_parser("views", help="rebuild the warehouse views for the configured data root")
+    sub.add_parser("digest", help="content digests of the stored outputs, as JSON")
     champion = sub.add_parser(
         "champion", help="show the champion history, or pin / unpin / roll back the champion"
     )
@@ -376,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         "champion": cmd_champion,
         "init-home": cmd_init_home,
         "views": cmd_views,
+        "digest": cmd_digest,
     }
     return commands[args.command](args)
 
