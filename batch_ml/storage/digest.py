@@ -1,7 +1,9 @@
 """Content digests of stored tables: the same inputs and seed must give the same digests.
 
 A digest is the sha256 of a table's rows as CSV, sorted by every column, so it does not
-depend on partition files, row order or Parquet encoding. Columns that record when, where or
+depend on partition files, row order or Parquet encoding. Floats are written with 10
+significant digits, and those within 1e-9 of zero as zero: parallel sums add in varying order
+and differ in the last bits. Columns that record when, where or
 by which run something happened (timestamps, paths, run ids, durations) are left out by the
 caller.
 """
@@ -17,9 +19,18 @@ import polars as pl
 from batch_ml.storage.tables import PartitionedTable
 
 
+def _rounded(column: str) -> pl.Expr:
+    x = pl.col(column)
+    return pl.when(x.abs() < 1e-9).then(0.0).otherwise(x.round_sig_figs(10)).alias(column)
+
+
 def frame_digest(frame: pl.DataFrame, exclude: Iterable[str] = ()) -> str:
-    kept = frame.select(c for c in sorted(frame.columns) if c not in set(exclude))
-    text = kept.sort(kept.columns, nulls_last=True).write_csv(float_precision=12)
+    kept = frame.select(
+        _rounded(c) if frame.schema[c].is_float() else pl.col(c)
+        for c in sorted(frame.columns)
+        if c not in set(exclude)
+    )
+    text = kept.sort(kept.columns, nulls_last=True).write_csv()
     return hashlib.sha256(text.encode()).hexdigest()
 
 
