@@ -90,6 +90,26 @@ def test_demo_command_is_complete_idempotent_and_leaves_history(demo_project, mo
         assert len(runs) == 12 and all(r.is_success for r in runs)  # 6 stages, twice
 
 
+GOLDEN_DIGEST = Path(__file__).parent / "golden" / "demo_digest.json"
+
+
+@pytest.mark.integration
+def test_the_demo_outputs_are_the_recorded_ones(demo_project):
+    """Features, models, gate decisions, predictions, drift and accuracy of the small demo
+    have the content digests recorded before the platform/product split: a refactoring that
+    changes any value fails here. After an intended change of results, record them again
+    with `batch-ml --config <demo>/batch_ml.toml digest`, into golden/demo_digest.json."""
+    config, home, _, _ = demo_project
+    out = subprocess.run(
+        [sys.executable, "-m", "batch_ml.cli", "--config", str(config), "digest"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert json.loads(out.stdout) == json.loads(GOLDEN_DIGEST.read_text())
+
+
 @pytest.mark.integration
 def test_the_demo_report_opens_in_a_browser_and_shows_its_plots(demo_project):
     config, _, first, _ = demo_project
