@@ -16,10 +16,10 @@ import warnings
 from pathlib import Path
 
 from batch_ml.config import ProjectConfig, load_config
-from batch_ml.defs.partitions import RANGE_END, RANGE_START
-from batch_ml.demo.simulator import spec_from_config, write_landing
-from batch_ml.ingest.landing import discover
-from batch_ml.storage.files import exclusive_lock
+from batch_ml.platform.partitions import RANGE_END, RANGE_START
+from batch_ml.platform.sources.landing import discover
+from batch_ml.platform.storage.files import exclusive_lock
+from batch_ml.products.forecasting.demo import spec_from_config, write_landing
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # In DAGSTER_HOME: written once the instance's storage exists; the lock serializes creating it.
@@ -87,7 +87,7 @@ def _initialize_home(home: Path, template: Path) -> None:
 
 def generate(cfg: ProjectConfig, force: bool = False) -> dict[str, int] | None:
     """Write the demo landing files unless sales files are already there."""
-    from batch_ml.ingest.contract import sources
+    from batch_ml.platform.sources.contract import sources
 
     existing, _ = discover(cfg.paths.landing, sources(cfg.features)["sales"])
     if existing and not force:
@@ -96,7 +96,7 @@ def generate(cfg: ProjectConfig, force: bool = False) -> dict[str, int] | None:
 
 
 def _sales_days(cfg: ProjectConfig) -> tuple[dt.date, dt.date]:
-    from batch_ml.ingest.contract import sources
+    from batch_ml.platform.sources.contract import sources
 
     files, _ = discover(cfg.paths.landing, sources(cfg.features)["sales"])
     days = sorted(f.partition for f in files if f.partition >= cfg.start_date)
@@ -272,7 +272,7 @@ def cmd_champion(args) -> int:
 def _show_champions(cfg: ProjectConfig) -> int:
     import polars as pl
 
-    from batch_ml.storage.tables import PartitionedTable
+    from batch_ml.platform.storage.tables import PartitionedTable
 
     gate = PartitionedTable(cfg.paths.tables, "model_promotion")
     if not gate.partitions():
@@ -326,7 +326,7 @@ def cmd_init_home(args) -> int:
 def cmd_views(args) -> int:
     """Create or rebuild the warehouse views for the configured data root (e.g. after the
     data folder was copied or moved)."""
-    from batch_ml.storage.warehouse import refresh_views
+    from batch_ml.platform.storage.warehouse import refresh_views
 
     cfg = load_config(args.config)
     written = refresh_views(cfg.paths.warehouse, cfg.paths.tables)
@@ -350,7 +350,7 @@ DIGEST_TABLES = {
 
 def cmd_digest(args) -> int:
     """Content digests of the stored outputs (same inputs and seed: same digests)."""
-    from batch_ml.storage.digest import table_digest
+    from batch_ml.platform.storage.digest import table_digest
 
     cfg = load_config(args.config)
     digests = {t: table_digest(cfg.paths.tables, t, skip) for t, skip in DIGEST_TABLES.items()}

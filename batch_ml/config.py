@@ -103,7 +103,7 @@ class IngestLimits:
 @dataclass(frozen=True)
 class IngestConfig:
     """Row problems that send a row to quarantine instead of failing its file (see
-    `batch_ml.ingest.contract.ROW_RULES`), up to this fraction of a file's rows."""
+    `batch_ml.platform.sources.contract.ROW_RULES`), up to this fraction of a file's rows."""
 
     quarantine: tuple[str, ...] = ()
     max_quarantined_fraction: float = 0.0
@@ -229,8 +229,8 @@ def _data_root(raw: dict, base_dir: Path) -> Path:
 def _check_feature_columns(features: FeatureConfig) -> None:
     """Declared covariates and attributes are columns of the same frames as the contract's
     own columns (keys, target, dates) and of each other: a name may be used once."""
-    from batch_ml.ingest.contract import TARGET, sources  # it imports this module
-    from batch_ml.ml.features import ID_COLUMNS
+    from batch_ml.platform.sources.contract import TARGET, sources  # it imports this module
+    from batch_ml.products.forecasting.features import ID_COLUMNS
 
     base = sources(FeatureConfig())
     reserved = {c for s in base.values() for c in (*s.required, *s.optional)}

@@ -12,11 +12,18 @@ import dagster as dg
 import duckdb
 
 from batch_ml.config import ProjectConfig, load_config
-from batch_ml.defs import evaluation, features, model, predictions, promotion, sources
-from batch_ml.defs.common import BuildContext
-from batch_ml.defs.jobs import build_jobs, build_landing_sensor, build_schedules
-from batch_ml.defs.resources import LandingZone, ModelStore, ParquetTableIOManager, TableStore
-from batch_ml.storage.warehouse import refresh_views
+from batch_ml.platform.common import BuildContext
+from batch_ml.platform.orchestration import build_jobs, build_landing_sensor, build_schedules
+from batch_ml.platform.resources import LandingZone, ModelStore, ParquetTableIOManager, TableStore
+from batch_ml.platform.sources import assets as sources
+from batch_ml.platform.storage.warehouse import refresh_views
+from batch_ml.products.forecasting.assets import (
+    evaluation,
+    features,
+    model,
+    predictions,
+    promotion,
+)
 
 logger = logging.getLogger(__name__)
 # A starting code location waits this long at most for another process rewriting the views.

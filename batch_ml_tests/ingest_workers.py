@@ -18,12 +18,12 @@ from pathlib import Path
 import polars as pl
 
 from batch_ml.config import load_config
-from batch_ml.defs.common import BuildContext
-from batch_ml.defs.resources import LandingZone, TableStore
-from batch_ml.defs.sources import commit_ingestion, ingest_files
-from batch_ml.ingest.contract import QuarantinePolicy
-from batch_ml.ingest.records import LOG_TABLE, QUARANTINE_TABLE
-from batch_ml.storage.tables import PartitionedTable
+from batch_ml.platform.common import BuildContext
+from batch_ml.platform.resources import LandingZone, TableStore
+from batch_ml.platform.sources.assets import commit_ingestion, ingest_files
+from batch_ml.platform.sources.contract import QuarantinePolicy
+from batch_ml.platform.sources.records import LOG_TABLE, QUARANTINE_TABLE
+from batch_ml.platform.storage.tables import PartitionedTable
 
 # Python's audit events of the file-system calls an ingestion makes: every one is a moment a
 # SIGKILL can land between two steps of the commit (Polars' own writes happen between them).

@@ -17,8 +17,8 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from batch_ml.defs.partitions import RANGE_END, RANGE_START
-from batch_ml.defs.resources import ParquetTableIOManager
+from batch_ml.platform.partitions import RANGE_END, RANGE_START
+from batch_ml.platform.resources import ParquetTableIOManager
 
 TABLE = "fault_table"
 ROWS = 40_000

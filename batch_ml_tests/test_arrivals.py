@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from batch_ml.ingest.arrivals import (
+from batch_ml.platform.sources.arrivals import (
     LOST_REQUEST_SECONDS,
     MAX_RUN_ATTEMPTS,
     Arrival,
@@ -25,7 +25,7 @@ from batch_ml.ingest.arrivals import (
     plan_retries,
     rehash_due,
 )
-from batch_ml.ingest.landing import LandingFile
+from batch_ml.platform.sources.landing import LandingFile
 
 HOUR = 3600
 SETTLE = 10

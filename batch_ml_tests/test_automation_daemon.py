@@ -33,10 +33,10 @@ from dagster._core.storage.tags import AUTOMATION_CONDITION_TAG, PARTITION_NAME_
 
 from batch_ml.cli import run_pipeline
 from batch_ml.config import load_config
-from batch_ml.demo.simulator import spec_from_config, write_landing
 from batch_ml.harness.graphql import MATERIALIZATIONS, RUNS, SENSOR_TICKS
 from batch_ml.harness.project import write_config
 from batch_ml.harness.services import DagsterServices, Webserver, daemon_and_webserver, dagster_home
+from batch_ml.products.forecasting.demo import spec_from_config, write_landing
 
 pytestmark = pytest.mark.integration
 

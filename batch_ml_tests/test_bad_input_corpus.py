@@ -42,7 +42,7 @@ import pytest
 from batch_ml.config import FeatureConfig, IngestLimits
 from batch_ml.definitions import build_definitions
 from batch_ml.harness.project import REPO
-from batch_ml.ingest.contract import (
+from batch_ml.platform.sources.contract import (
     ROW,
     ROW_RULES,
     STRICT,
@@ -53,9 +53,9 @@ from batch_ml.ingest.contract import (
     sources,
     unmatched_ids_problem,
 )
-from batch_ml.ingest.landing import content_hash, discover
-from batch_ml.ingest.records import LOG_TABLE
-from batch_ml.storage.tables import PartitionedTable
+from batch_ml.platform.sources.landing import content_hash, discover
+from batch_ml.platform.sources.records import LOG_TABLE
+from batch_ml.platform.storage.tables import PartitionedTable
 
 DAY = dt.date(2025, 3, 1)  # a day inside the `small_project` partitions
 HORIZON = 7  # `write_config`'s default horizon

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from batch_ml.defs.common import measured
+from batch_ml.platform.common import measured
 
 linux_only = pytest.mark.skipif(
     sys.platform != "linux", reason="a step's own peak needs /proc/self/clear_refs (Linux)"

@@ -7,9 +7,9 @@ import pytest
 
 from batch_ml.config import load_config
 from batch_ml.definitions import build_definitions
-from batch_ml.defs.partitions import Partitioning
-from batch_ml.defs.resources import LandingZone, TableStore
 from batch_ml.harness.project import PROJECT_ASSETS, REPO
+from batch_ml.platform.partitions import Partitioning
+from batch_ml.platform.resources import LandingZone, TableStore
 
 pytestmark = pytest.mark.definitions
 

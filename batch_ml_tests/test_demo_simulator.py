@@ -5,7 +5,7 @@ from pathlib import Path
 
 import polars as pl
 
-from batch_ml.demo.simulator import SimulationSpec, simulate, write_landing
+from batch_ml.products.forecasting.demo import SimulationSpec, simulate, write_landing
 
 
 def _digest(folder: Path) -> str:

@@ -3,7 +3,7 @@
 import numpy as np
 import polars as pl
 
-from batch_ml.ml.drift import DRIFT, WATCH, profile, psi_table
+from batch_ml.platform.monitoring.drift import DRIFT, WATCH, profile, psi_table
 
 
 def _frame(rng, n, shift=0.0, scale=1.0):

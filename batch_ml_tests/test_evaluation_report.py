@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 from batch_ml.harness.browser import CHROMIUM, report_image_count, report_text, screenshot_report
-from batch_ml.ml.metrics import SUM_COLUMNS, error_sums, roll_up
-from batch_ml.reports.evaluation import (
+from batch_ml.products.forecasting.metrics import SUM_COLUMNS, error_sums, roll_up
+from batch_ml.products.forecasting.report import (
     METHODS,
     Report,
     ReportInputs,

@@ -10,8 +10,8 @@ import pytest
 
 from batch_ml.cli import run_pipeline
 from batch_ml.definitions import build_definitions
-from batch_ml.defs.partitions import RANGE_END, RANGE_START
-from batch_ml.storage.tables import PartitionedTable
+from batch_ml.platform.partitions import RANGE_END, RANGE_START
+from batch_ml.platform.storage.tables import PartitionedTable
 
 pytestmark = pytest.mark.definitions
 

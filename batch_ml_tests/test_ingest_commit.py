@@ -23,12 +23,12 @@ import polars as pl
 import pytest
 
 from batch_ml.config import load_config
-from batch_ml.demo.simulator import spec_from_config, write_landing
 from batch_ml.harness.project import write_config
-from batch_ml.ingest.landing import content_hash
-from batch_ml.ingest.records import LOG_TABLE, QUARANTINE_TABLE
-from batch_ml.storage.tables import PartitionedTable
-from batch_ml.storage.transaction import JOURNAL_FOLDER, recover
+from batch_ml.platform.sources.landing import content_hash
+from batch_ml.platform.sources.records import LOG_TABLE, QUARANTINE_TABLE
+from batch_ml.platform.storage.tables import PartitionedTable
+from batch_ml.platform.storage.transaction import JOURNAL_FOLDER, recover
+from batch_ml.products.forecasting.demo import spec_from_config, write_landing
 
 from . import ingest_workers as w
 

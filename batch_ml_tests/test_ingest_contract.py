@@ -10,13 +10,13 @@ import pytest
 
 from batch_ml.config import ConfigError, FeatureConfig, IngestLimits, load_config
 from batch_ml.definitions import build_definitions
-from batch_ml.defs.resources import TableStore
 from batch_ml.harness.project import write_config
-from batch_ml.ingest.contract import ContractViolation, read_landing_file, sources
-from batch_ml.ingest.landing import discover
-from batch_ml.ingest.records import LOG_TABLE
-from batch_ml.ml.features import BASELINE_COLUMNS
-from batch_ml.storage.tables import UNPARTITIONED, PartitionedTable
+from batch_ml.platform.resources import TableStore
+from batch_ml.platform.sources.contract import ContractViolation, read_landing_file, sources
+from batch_ml.platform.sources.landing import discover
+from batch_ml.platform.sources.records import LOG_TABLE
+from batch_ml.platform.storage.tables import UNPARTITIONED, PartitionedTable
+from batch_ml.products.forecasting.features import BASELINE_COLUMNS
 
 DAY = dt.date(2025, 3, 1)
 SRC = sources(

@@ -10,9 +10,9 @@ import pytest
 
 from batch_ml.config import load_config
 from batch_ml.definitions import build_definitions
-from batch_ml.demo.simulator import spec_from_config, write_landing
 from batch_ml.harness.project import write_config
-from batch_ml.storage.tables import PartitionedTable
+from batch_ml.platform.storage.tables import PartitionedTable
+from batch_ml.products.forecasting.demo import spec_from_config, write_landing
 
 pytestmark = pytest.mark.definitions
 

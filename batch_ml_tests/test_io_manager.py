@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from batch_ml.defs.resources import ParquetTableIOManager
+from batch_ml.platform.resources import ParquetTableIOManager
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", end_date="2025-01-11")
 LAST_THREE = dg.TimeWindowPartitionMapping(start_offset=-2)

@@ -13,15 +13,15 @@ import pytest
 
 from batch_ml.config import ConfigError, load_config, parse_config
 from batch_ml.definitions import build_definitions
-from batch_ml.defs.jobs import MAX_RUNS_PER_TICK, REQUEST_TAG, load_cursor
-from batch_ml.defs.partitions import RANGE_END, RANGE_START
-from batch_ml.defs.resources import LandingZone, TableStore
-from batch_ml.demo.simulator import spec_from_config, write_landing
 from batch_ml.harness.project import write_config
-from batch_ml.ingest.arrivals import MAX_RUN_ATTEMPTS, contiguous_ranges
-from batch_ml.ingest.contract import PROBLEM_SCHEMA, LoadedFile
-from batch_ml.ingest.records import LOG_TABLE, FileFacts, log_row
-from batch_ml.storage.tables import PartitionedTable
+from batch_ml.platform.orchestration import MAX_RUNS_PER_TICK, REQUEST_TAG, load_cursor
+from batch_ml.platform.partitions import RANGE_END, RANGE_START
+from batch_ml.platform.resources import LandingZone, TableStore
+from batch_ml.platform.sources.arrivals import MAX_RUN_ATTEMPTS, contiguous_ranges
+from batch_ml.platform.sources.contract import PROBLEM_SCHEMA, LoadedFile
+from batch_ml.platform.sources.records import LOG_TABLE, FileFacts, log_row
+from batch_ml.platform.storage.tables import PartitionedTable
+from batch_ml.products.forecasting.demo import spec_from_config, write_landing
 
 pytestmark = pytest.mark.definitions
 

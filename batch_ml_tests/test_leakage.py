@@ -1,5 +1,5 @@
-"""Point-in-time checks (batch_ml.ml.leakage) on the project's own features and training set,
-with demo data; plus leaking features that the checks must catch. No Dagster."""
+"""Point-in-time checks (batch_ml.products.forecasting.leakage) on the project's own features
+and training set, with demo data; plus leaking features that the checks must catch. No Dagster."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import polars as pl
 import pytest
 
 from batch_ml.config import ProjectConfig, load_config
-from batch_ml.demo.simulator import simulate, spec_from_config
 from batch_ml.harness.project import write_config
-from batch_ml.ml.features import SERIES_KEYS, build_features
-from batch_ml.ml.leakage import (
+from batch_ml.products.forecasting.demo import simulate, spec_from_config
+from batch_ml.products.forecasting.features import SERIES_KEYS, build_features
+from batch_ml.products.forecasting.leakage import (
     ROWS,
     changed_columns,
     feature_leakage,
@@ -20,7 +20,12 @@ from batch_ml.ml.leakage import (
     perturb_training_data,
     training_leakage,
 )
-from batch_ml.ml.training import load_booster, predict, train_model, training_examples
+from batch_ml.products.forecasting.training import (
+    load_booster,
+    predict,
+    train_model,
+    training_examples,
+)
 
 START = dt.date(2025, 1, 1)
 DAYS = 130

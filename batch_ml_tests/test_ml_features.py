@@ -5,10 +5,10 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from batch_ml.demo.simulator import SimulationSpec, simulate
-from batch_ml.ml.features import build_features, feature_columns
-from batch_ml.ml.metrics import accuracy, evaluate_forecasts, roll_up
-from batch_ml.ml.training import predict, train_model, training_examples
+from batch_ml.products.forecasting.demo import SimulationSpec, simulate
+from batch_ml.products.forecasting.features import build_features, feature_columns
+from batch_ml.products.forecasting.metrics import accuracy, evaluate_forecasts, roll_up
+from batch_ml.products.forecasting.training import predict, train_model, training_examples
 
 D0 = dt.date(2025, 1, 1)
 

@@ -33,7 +33,6 @@ from dagster._core.storage.tags import (
 )
 
 from batch_ml.config import load_config
-from batch_ml.demo.simulator import spec_from_config, write_landing
 from batch_ml.harness.graphql import (
     BACKFILL,
     BACKFILL_RUNS,
@@ -44,6 +43,7 @@ from batch_ml.harness.graphql import (
 )
 from batch_ml.harness.project import write_config
 from batch_ml.harness.services import Webserver, daemon_and_webserver, dagster_home
+from batch_ml.products.forecasting.demo import spec_from_config, write_landing
 
 pytestmark = pytest.mark.integration
 

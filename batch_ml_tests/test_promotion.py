@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from batch_ml.ml.promotion import (
+from batch_ml.platform.registry.gate import (
     ChampionState,
     Override,
     OverrideError,

@@ -29,14 +29,14 @@ import pytest
 
 from batch_ml.config import load_config
 from batch_ml.definitions import build_definitions
-from batch_ml.defs.partitions import RANGE_END, RANGE_START
-from batch_ml.demo.simulator import spec_from_config, write_landing
 from batch_ml.harness.graphql import LAUNCH_RUN, REEXECUTE_RUN, REPOSITORIES, stop_running_sensors
 from batch_ml.harness.project import write_config
 from batch_ml.harness.services import Webserver, daemon_and_webserver, dagster_home
-from batch_ml.ingest.records import LOG_TABLE
 from batch_ml.launcher import process_alive, worker_of
-from batch_ml.storage.tables import PartitionedTable
+from batch_ml.platform.partitions import RANGE_END, RANGE_START
+from batch_ml.platform.sources.records import LOG_TABLE
+from batch_ml.platform.storage.tables import PartitionedTable
+from batch_ml.products.forecasting.demo import spec_from_config, write_landing
 
 pytestmark = pytest.mark.integration
 

@@ -4,13 +4,13 @@ import duckdb
 import polars as pl
 import pytest
 
-from batch_ml.storage.tables import (
+from batch_ml.platform.storage.tables import (
     MissingTableError,
     PartitionedTable,
     SchemaChangeError,
     SchemaChanges,
 )
-from batch_ml.storage.warehouse import sync_views
+from batch_ml.platform.storage.warehouse import sync_views
 
 
 def test_partition_replace_is_whole_and_columns_match_by_name(tmp_path):

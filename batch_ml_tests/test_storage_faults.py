@@ -15,7 +15,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from batch_ml.storage.tables import PartitionedTable
+from batch_ml.platform.storage.tables import PartitionedTable
 
 from . import storage_workers as w
 

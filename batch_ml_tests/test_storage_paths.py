@@ -10,10 +10,10 @@ import pytest
 from batch_ml.cli import main
 from batch_ml.config import DATA_ROOT_ENV, load_config
 from batch_ml.definitions import defs
-from batch_ml.defs.resources import TableStore
 from batch_ml.harness.project import write_config
-from batch_ml.storage.tables import PartitionedTable
-from batch_ml.storage.warehouse import refresh_views, sync_views
+from batch_ml.platform.resources import TableStore
+from batch_ml.platform.storage.tables import PartitionedTable
+from batch_ml.platform.storage.warehouse import refresh_views, sync_views
 
 # Every glob character DuckDB and Polars expand, and a `key=value` folder (hive partitioning).
 GLOB_ROOT = "year=2025/da[ta]*?"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from batch_ml.storage import transaction as tx
-from batch_ml.storage.tables import PartitionedTable
+from batch_ml.platform.storage import transaction as tx
+from batch_ml.platform.storage.tables import PartitionedTable
 
 
 def _frame(value: int) -> pl.DataFrame:

@@ -179,9 +179,9 @@ def new_project(
     """A demo project config in `folder` with its landing files, and a fresh DAGSTER_HOME.
     `backfill`: the project's `[backfill]` settings that differ from the defaults."""
     from batch_ml.config import load_config
-    from batch_ml.demo.simulator import spec_from_config, write_landing
     from batch_ml.harness.project import write_config
     from batch_ml.harness.services import dagster_home
+    from batch_ml.products.forecasting.demo import spec_from_config, write_landing
 
     folder.mkdir(parents=True)
     config = write_config(

@@ -47,7 +47,7 @@ except ImportError as exc:  # the `bench` dependency group is not installed by d
         "`.tools/bin/uv sync --frozen --group bench`"
     ) from exc
 
-from batch_ml.defs.resources import ParquetTableIOManager
+from batch_ml.platform.resources import ParquetTableIOManager
 from benchmarks.facts import git, loadavg, uncommitted, version
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -63,7 +63,7 @@ STOCK, PARQUET, NOOP = "duckdb_polars (stock)", "parquet_table (batch_ml)", "noo
 MANAGERS = (STOCK, PARQUET)
 DEFAULT_OUT = Path("benchmarks/results/storage_io.json")
 # The code under test, fingerprinted at the start and the end of a run.
-STORAGE_CODE = ("batch_ml/storage", "batch_ml/defs/resources.py")
+STORAGE_CODE = ("batch_ml/platform/storage", "batch_ml/platform/resources.py")
 
 # Lock conflicts seen by duckdb.connect in this process (see `count_lock_conflicts`).
 LOCK_CONFLICTS = 0

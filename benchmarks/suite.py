@@ -147,8 +147,8 @@ def write_history(frames: dict, cfg) -> dict:
     stores them (the contract's types, one partition a day), without the landing files."""
     import polars as pl
 
-    from batch_ml.defs.resources import TableStore
-    from batch_ml.ingest.contract import load_landing_file, sources, with_contract_columns
+    from batch_ml.platform.resources import TableStore
+    from batch_ml.platform.sources.contract import load_landing_file, sources, with_contract_columns
 
     src = sources(cfg.features)
     day = NEW_DAY
@@ -186,8 +186,8 @@ def set_up(folder: Path, stores: int, items: int) -> dict:
     from batch_ml.cli import QUIET_LOGS, ensure_dagster_home
     from batch_ml.config import load_config
     from batch_ml.definitions import build_definitions
-    from batch_ml.defs.partitions import RANGE_END, RANGE_START
-    from batch_ml.demo.simulator import simulate, spec_from_config
+    from batch_ml.platform.partitions import RANGE_END, RANGE_START
+    from batch_ml.products.forecasting.demo import simulate, spec_from_config
 
     cfg = load_config(write_project(folder, stores, items))
     shutil.copyfile(REPO / "dagster.yaml", folder / "dagster.yaml")
@@ -244,7 +244,7 @@ def set_up(folder: Path, stores: int, items: int) -> dict:
 def history(cfg, years: int) -> Iterator[int]:
     """Sales history of `years` years before D: older partitions are moved out of the table
     for the duration (and back after), so 3-year and 1-year runs can alternate."""
-    from batch_ml.storage.tables import PartitionedTable
+    from batch_ml.platform.storage.tables import PartitionedTable
 
     table = PartitionedTable(cfg.paths.tables, "sales")
     aside = table.folder.parent / "_older_sales"
@@ -270,7 +270,7 @@ def daily_dagster(cfg) -> dict:
 
     from batch_ml.cli import QUIET_LOGS
     from batch_ml.definitions import build_definitions
-    from batch_ml.defs.common import peak_rss_mb, reset_peak_rss
+    from batch_ml.platform.common import peak_rss_mb, reset_peak_rss
 
     defs = build_definitions(cfg)
     stages, assets = {}, {}
@@ -302,18 +302,18 @@ def daily_floor(cfg) -> dict:
 
     import polars as pl
 
-    from batch_ml.defs.common import peak_rss_mb, reset_peak_rss
-    from batch_ml.defs.predictions import DRIFT_SCHEMA, KEYS
-    from batch_ml.defs.promotion import read_overrides
-    from batch_ml.defs.resources import LandingZone, ModelStore, TableStore
-    from batch_ml.defs.sources import commit_ingestion, ingest_files
-    from batch_ml.ingest.contract import QuarantinePolicy, sources
-    from batch_ml.ml.drift import PREDICTION, psi_table
-    from batch_ml.ml.features import BASELINE_COLUMNS, SERIES_KEYS, build_features
-    from batch_ml.ml.metrics import evaluate_forecasts
-    from batch_ml.ml.promotion import serving_version
-    from batch_ml.ml.training import BASELINE_PREFIX, load_booster, predict
-    from batch_ml.storage.tables import UNPARTITIONED
+    from batch_ml.platform.common import peak_rss_mb, reset_peak_rss
+    from batch_ml.platform.monitoring.drift import PREDICTION, psi_table
+    from batch_ml.platform.registry.gate import serving_version
+    from batch_ml.platform.resources import LandingZone, ModelStore, TableStore
+    from batch_ml.platform.sources.assets import commit_ingestion, ingest_files
+    from batch_ml.platform.sources.contract import QuarantinePolicy, sources
+    from batch_ml.platform.storage.tables import UNPARTITIONED
+    from batch_ml.products.forecasting.assets.predictions import DRIFT_SCHEMA, KEYS
+    from batch_ml.products.forecasting.assets.promotion import read_overrides
+    from batch_ml.products.forecasting.features import BASELINE_COLUMNS, SERIES_KEYS, build_features
+    from batch_ml.products.forecasting.metrics import evaluate_forecasts
+    from batch_ml.products.forecasting.training import BASELINE_PREFIX, load_booster, predict
 
     day, key = NEW_DAY, NEW_DAY.isoformat()
     f, fc = cfg.features, cfg.forecast
@@ -414,7 +414,7 @@ def output_digests(cfg) -> dict[str, str]:
 
     import polars as pl
 
-    from batch_ml.storage.tables import PartitionedTable
+    from batch_ml.platform.storage.tables import PartitionedTable
 
     digests = {}
     for asset in (name for names in STAGES.values() for name in names):
@@ -540,10 +540,10 @@ def throughput_child(config: str, repeats: int) -> int:
     import polars as pl
 
     from batch_ml.config import load_config
-    from batch_ml.defs.resources import ModelStore, TableStore
-    from batch_ml.ml.features import build_features
-    from batch_ml.ml.training import load_booster, predict
-    from batch_ml.storage.tables import UNPARTITIONED
+    from batch_ml.platform.resources import ModelStore, TableStore
+    from batch_ml.platform.storage.tables import UNPARTITIONED
+    from batch_ml.products.forecasting.features import build_features
+    from batch_ml.products.forecasting.training import load_booster, predict
 
     cfg = load_config(config)
     fc, f = cfg.forecast, cfg.features

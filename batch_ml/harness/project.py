@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from batch_ml.config import ProjectConfig, load_config
-from batch_ml.demo.simulator import spec_from_config, write_landing
+from batch_ml.products.forecasting.demo import spec_from_config, write_landing
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"

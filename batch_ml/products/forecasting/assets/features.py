@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from batch_ml.defs.common import (
+from batch_ml.platform.common import (
     OWNERS,
     TRANSIENT_RETRY,
     BuildContext,
@@ -11,8 +11,8 @@ from batch_ml.defs.common import (
     finite_values_spec,
     measured,
 )
-from batch_ml.defs.partitions import partition_dates
-from batch_ml.ml.features import build_features
+from batch_ml.platform.partitions import partition_dates
+from batch_ml.products.forecasting.features import build_features
 
 GROUP = "features"
 

@@ -9,7 +9,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from batch_ml.defs.common import (
+from batch_ml.platform.common import (
     BRING_UP_TO_DATE_DESPITE_OVERRIDES,
     OVERRIDES,
     OWNERS,
@@ -17,9 +17,8 @@ from batch_ml.defs.common import (
     BuildContext,
     measured,
 )
-from batch_ml.defs.partitions import partition_dates
-from batch_ml.defs.resources import ModelStore, TableStore
-from batch_ml.ml.promotion import (
+from batch_ml.platform.partitions import partition_dates
+from batch_ml.platform.registry.gate import (
     OVERRIDE_SCHEMA,
     ChampionState,
     Override,
@@ -30,13 +29,14 @@ from batch_ml.ml.promotion import (
     overrides_from_frame,
     state_from_row,
 )
-from batch_ml.ml.training import (
+from batch_ml.platform.resources import ModelStore, TableStore
+from batch_ml.platform.storage.tables import UNPARTITIONED
+from batch_ml.products.forecasting.training import (
     backtest_examples,
     backtest_wapes,
     load_booster,
     training_examples,
 )
-from batch_ml.storage.tables import UNPARTITIONED
 
 GROUP = "model"
 # Explicit types: a week with no champion yet has None in the champion columns, and a

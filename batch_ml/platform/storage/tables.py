@@ -23,7 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
-from batch_ml.storage.files import exclusive_lock, fsync_dir
+from batch_ml.platform.storage.files import exclusive_lock, fsync_dir
 
 UNPARTITIONED = "all"
 SCHEMA_FILE = "_schema"

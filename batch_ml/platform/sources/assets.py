@@ -9,10 +9,10 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from batch_ml.defs.common import OWNERS, TRANSIENT_RETRY, BuildContext, measured
-from batch_ml.defs.partitions import partition_dates
-from batch_ml.defs.resources import LandingZone, TableStore, table_metadata
-from batch_ml.ingest.contract import (
+from batch_ml.platform.common import OWNERS, TRANSIENT_RETRY, BuildContext, measured
+from batch_ml.platform.partitions import partition_dates
+from batch_ml.platform.resources import LandingZone, TableStore, table_metadata
+from batch_ml.platform.sources.contract import (
     MATCHED_IDS,
     SERIES_KEYS,
     ContractViolation,
@@ -22,8 +22,8 @@ from batch_ml.ingest.contract import (
     load_landing_file,
     unmatched_ids_problem,
 )
-from batch_ml.ingest.landing import content_hash, file_problem, file_state, landing_path
-from batch_ml.ingest.records import (
+from batch_ml.platform.sources.landing import content_hash, file_problem, file_state, landing_path
+from batch_ml.platform.sources.records import (
     LOG_TABLE,
     QUARANTINE_SCHEMA,
     QUARANTINE_TABLE,
@@ -31,7 +31,7 @@ from batch_ml.ingest.records import (
     log_row,
     quarantine_rows,
 )
-from batch_ml.storage.tables import UNPARTITIONED, PartitionedTable
+from batch_ml.platform.storage.tables import UNPARTITIONED, PartitionedTable
 
 GROUP = "sources"
 

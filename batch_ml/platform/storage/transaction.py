@@ -31,8 +31,8 @@ from pathlib import Path
 
 import polars as pl
 
-from batch_ml.storage.files import exclusive_lock, fsync_dir
-from batch_ml.storage.tables import NO_CHANGES, PartitionedTable, SchemaChanges
+from batch_ml.platform.storage.files import exclusive_lock, fsync_dir
+from batch_ml.platform.storage.tables import NO_CHANGES, PartitionedTable, SchemaChanges
 
 JOURNAL_FOLDER = "_transactions"
 _LOCK_FILE = ".commit.lock"

@@ -15,8 +15,8 @@ import dagster as dg
 import polars as pl
 
 from batch_ml.config import ProjectConfig
-from batch_ml.defs.partitions import Partitioning
-from batch_ml.ingest.contract import Source, sources
+from batch_ml.platform.partitions import Partitioning
+from batch_ml.platform.sources.contract import Source, sources
 
 OWNERS = ["team:forecasting"]
 # Declarative automation (the daemon's automation sensor): once the landing sensor has

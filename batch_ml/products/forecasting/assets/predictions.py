@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from batch_ml.defs.common import (
+from batch_ml.platform.common import (
     BRING_UP_TO_DATE,
     BRING_UP_TO_DATE_DESPITE_OVERRIDES,
     OWNERS,
@@ -11,13 +11,18 @@ from batch_ml.defs.common import (
     BuildContext,
     measured,
 )
-from batch_ml.defs.partitions import partition_dates
-from batch_ml.defs.promotion import OVERRIDES, read_overrides
-from batch_ml.defs.resources import ModelStore, TableStore
-from batch_ml.ml.drift import MIN_SERIES, PREDICTION, psi_table
-from batch_ml.ml.features import ID_COLUMNS, SERIES_KEYS
-from batch_ml.ml.promotion import UndecidedWeekError, serving_version
-from batch_ml.ml.training import BASELINE_PREFIX, load_booster, predict, predict_baseline
+from batch_ml.platform.monitoring.drift import MIN_SERIES, PREDICTION, psi_table
+from batch_ml.platform.partitions import partition_dates
+from batch_ml.platform.registry.gate import UndecidedWeekError, serving_version
+from batch_ml.platform.resources import ModelStore, TableStore
+from batch_ml.products.forecasting.assets.promotion import OVERRIDES, read_overrides
+from batch_ml.products.forecasting.features import ID_COLUMNS, SERIES_KEYS
+from batch_ml.products.forecasting.training import (
+    BASELINE_PREFIX,
+    load_booster,
+    predict,
+    predict_baseline,
+)
 
 GROUP = "predictions"
 KEYS = list(ID_COLUMNS)

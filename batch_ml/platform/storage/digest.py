@@ -16,7 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
-from batch_ml.storage.tables import PartitionedTable
+from batch_ml.platform.storage.tables import PartitionedTable
 
 
 def _rounded(column: str) -> pl.Expr:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from batch_ml.ingest.landing import LandingFile
+from batch_ml.platform.sources.landing import LandingFile
 
 # Runs requested for one content of a file before the sensor gives up on it (until it changes).
 MAX_RUN_ATTEMPTS = 3

@@ -15,15 +15,15 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from batch_ml.ml.drift import PREDICTION, profile
-from batch_ml.ml.features import (
+from batch_ml.platform.monitoring.drift import PREDICTION, profile
+from batch_ml.products.forecasting.features import (
     BASELINE_COLUMNS,
     SERIES_KEYS,
     TARGET,
     categorical_columns,
     feature_columns,
 )
-from batch_ml.ml.metrics import accuracy
+from batch_ml.products.forecasting.metrics import accuracy
 
 DEFAULT_PARAMS = {
     "objective": "tweedie",

@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from batch_ml.ingest.contract import ContractViolation, Source
+from batch_ml.platform.sources.contract import ContractViolation, Source
 
 
 @dataclass(frozen=True)

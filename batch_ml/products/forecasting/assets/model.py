@@ -7,10 +7,16 @@ import dagster as dg
 import lightgbm as lgb
 import polars as pl
 
-from batch_ml.defs.common import BRING_UP_TO_DATE, OWNERS, TRANSIENT_RETRY, BuildContext, measured
-from batch_ml.defs.partitions import partition_dates
-from batch_ml.defs.resources import ModelStore
-from batch_ml.ml.training import model_card, train_model, training_examples
+from batch_ml.platform.common import (
+    BRING_UP_TO_DATE,
+    OWNERS,
+    TRANSIENT_RETRY,
+    BuildContext,
+    measured,
+)
+from batch_ml.platform.partitions import partition_dates
+from batch_ml.platform.resources import ModelStore
+from batch_ml.products.forecasting.training import model_card, train_model, training_examples
 
 GROUP = "model"
 

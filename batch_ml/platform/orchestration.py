@@ -8,10 +8,10 @@ import uuid
 
 import dagster as dg
 
-from batch_ml.defs.common import BuildContext
-from batch_ml.defs.partitions import RANGE_END, RANGE_START
-from batch_ml.defs.resources import LandingZone, TableStore
-from batch_ml.ingest.arrivals import (
+from batch_ml.platform.common import BuildContext
+from batch_ml.platform.partitions import RANGE_END, RANGE_START
+from batch_ml.platform.resources import LandingZone, TableStore
+from batch_ml.platform.sources.arrivals import (
     MAX_RUN_ATTEMPTS,
     RETRY,
     Arrival,
@@ -23,8 +23,8 @@ from batch_ml.ingest.arrivals import (
     find_arrivals,
     plan_retries,
 )
-from batch_ml.ingest.landing import content_hash, discover
-from batch_ml.ingest.records import LOG_TABLE
+from batch_ml.platform.sources.landing import content_hash, discover
+from batch_ml.platform.sources.records import LOG_TABLE
 
 DAILY_SOURCES = ("sales", "plans")
 STATIC_SOURCES = ("calendar", "products", "stores")

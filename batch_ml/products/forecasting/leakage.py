@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from batch_ml.ml.features import ID_COLUMNS
-from batch_ml.ml.training import training_examples
+from batch_ml.products.forecasting.features import ID_COLUMNS
+from batch_ml.products.forecasting.training import training_examples
 
 ROWS = "<rows>"  # pseudo-column: the two frames hold different key sets
 Frame = pl.DataFrame | pl.LazyFrame

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
-from batch_ml.ingest.contract import ROW, LoadedFile
+from batch_ml.platform.sources.contract import ROW, LoadedFile
 
 LOG_TABLE = "ingestion_log"
 QUARANTINE_TABLE = "quarantine"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from batch_ml.config import ProjectConfig
-from batch_ml.ml.training import VALIDATION_DAYS
+from batch_ml.products.forecasting.training import VALIDATION_DAYS
 
 # Run tags that make one run cover a range of partitions (what range backfills use).
 RANGE_START = "dagster/asset_partition_range_start"

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from batch_ml.defs.common import (
+from batch_ml.platform.common import (
     BRING_UP_TO_DATE,
     OWNERS,
     TRANSIENT_RETRY,
@@ -16,12 +16,12 @@ from batch_ml.defs.common import (
     finite_values_spec,
     measured,
 )
-from batch_ml.defs.partitions import partition_dates
-from batch_ml.defs.resources import ModelStore
-from batch_ml.ml.features import BASELINE_COLUMNS, SERIES_KEYS
-from batch_ml.ml.metrics import evaluate_forecasts, roll_up
-from batch_ml.ml.training import BASELINE_PREFIX
-from batch_ml.reports.evaluation import ReportInputs, write_evaluation_report
+from batch_ml.platform.partitions import partition_dates
+from batch_ml.platform.resources import ModelStore
+from batch_ml.products.forecasting.features import BASELINE_COLUMNS, SERIES_KEYS
+from batch_ml.products.forecasting.metrics import evaluate_forecasts, roll_up
+from batch_ml.products.forecasting.report import ReportInputs, write_evaluation_report
+from batch_ml.products.forecasting.training import BASELINE_PREFIX
 
 GROUP = "evaluation"
 

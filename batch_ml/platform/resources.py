@@ -13,15 +13,15 @@ from typing import get_origin
 import dagster as dg
 import polars as pl
 
-from batch_ml.storage.tables import (
+from batch_ml.platform.storage.tables import (
     NO_CHANGES,
     UNPARTITIONED,
     PartitionedTable,
     SchemaChangeError,
     SchemaChanges,
 )
-from batch_ml.storage.transaction import Transaction, recover, transaction
-from batch_ml.storage.warehouse import sync_views
+from batch_ml.platform.storage.transaction import Transaction, recover, transaction
+from batch_ml.platform.storage.warehouse import sync_views
 
 
 class LandingZone(dg.ConfigurableResource):

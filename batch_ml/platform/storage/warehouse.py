@@ -31,8 +31,8 @@ from pathlib import Path
 
 import duckdb
 
-from batch_ml.storage.files import exclusive_lock, fsync_dir
-from batch_ml.storage.tables import _NAME
+from batch_ml.platform.storage.files import exclusive_lock, fsync_dir
+from batch_ml.platform.storage.tables import _NAME
 
 # How long to wait for another process's lock on the warehouse file.
 LOCK_TIMEOUT_S = 30.0

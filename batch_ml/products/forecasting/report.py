@@ -25,7 +25,7 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from batch_ml.ml.metrics import SUM_COLUMNS, roll_up
+from batch_ml.products.forecasting.metrics import SUM_COLUMNS, roll_up
 
 REPORT_NAME = "evaluation_report.html"
 METHODS = ("model", "seasonal_naive", "moving_average")
