@@ -23,7 +23,8 @@ import dataframely as dy
 import numpy as np
 import polars as pl
 
-from batch_ml.config import FeatureConfig, IngestConfig, IngestLimits
+from batch_ml.config import IngestConfig, IngestLimits
+from batch_ml.products.forecasting.config import FeatureConfig
 
 SERIES_KEYS = ("store_id", "item_id")
 TARGET = "units"
