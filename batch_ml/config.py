@@ -93,7 +93,7 @@ class IngestLimits:
     """
 
     max_columns: int = 1_000
-    max_line_bytes: int = 1_048_576  # CSV only: JSON may legitimately be one long line
+    max_line_bytes: int = 1_048_576  # CSV and JSON lines: JSON, XML may be one long line
     max_json_depth: int = 32
     max_rows: int = 10_000_000
     max_abs_value: float = 1e12

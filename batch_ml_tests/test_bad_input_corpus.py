@@ -249,7 +249,9 @@ class Case:
 
     @property
     def contract(self) -> Source:
-        return sources(FEATURES, self.limits, HORIZON)[self.source] if self.limits else SRC[self.source]
+        if self.limits is None:
+            return SRC[self.source]
+        return sources(FEATURES, self.limits, HORIZON)[self.source]
 
     @property
     def file_name(self) -> str:
