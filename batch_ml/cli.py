@@ -365,7 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="generate demo data if absent and materialize the whole graph")
-    sub.add_parser("generate", help="(re)write the demo landing files from the [demo] config")
+    sub.add_parser(
+        "generate", help="(re)write the demo landing files from the [forecasting.demo] config"
+    )
     init_home = sub.add_parser(
         "init-home", help="initialize DAGSTER_HOME once (its storage, and dagster.yaml if absent)"
     )

@@ -2,26 +2,29 @@
 
 `BATCH_ML_CONFIG` names the file (default: `batch_ml.toml` in the current directory);
 `BATCH_ML_DATA_ROOT` overrides its `data.root`, so the same code runs against a local
-folder now and another root later.
+folder now and another root later. The platform's tables ([data], [calendar], [ingest],
+[backfill]) are parsed here; each product's table (`[forecasting]`, ...) by the product's own
+`config.parse_section`, found through `batch_ml.products.CATALOG`. A product is enabled when
+its table is present and does not say `enabled = false`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import logging
 import os
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 CONFIG_ENV = "BATCH_ML_CONFIG"
 DATA_ROOT_ENV = "BATCH_ML_DATA_ROOT"
 DEFAULT_CONFIG_FILE = "batch_ml.toml"
 
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-# Columns the platform adds to stored source tables (plans: the day a plan was published).
-FEATURE_LISTS = ("known_in_advance", "calendar", "product_attributes", "store_attributes")
 
 logger = logging.getLogger(__name__)
 
@@ -63,26 +66,6 @@ class DataPaths:
 
 
 @dataclass(frozen=True)
-class ForecastConfig:
-    horizon: int = 14
-    lookback_days: int = 56
-    training_weeks: int = 12
-    min_history_days: int = 84
-    seed: int = 42
-    num_threads: int = 2
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    known_in_advance: tuple[str, ...] = ()
-    calendar: tuple[str, ...] = ()
-    product_attributes: tuple[str, ...] = ()
-    store_attributes: tuple[str, ...] = ()
-    # Product and store attributes that are numbers; every other attribute is text.
-    numeric_attributes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class IngestLimits:
     """Size and shape limits of a landing file, and the magnitude bound of its numbers.
 
@@ -93,7 +76,7 @@ class IngestLimits:
     """
 
     max_columns: int = 1_000
-    max_line_bytes: int = 1_048_576  # CSV and JSON lines: JSON, XML may be one long line
+    max_line_bytes: int = 1_048_576  # CSV only: JSON may legitimately be one long line
     max_json_depth: int = 32
     max_rows: int = 10_000_000
     max_abs_value: float = 1e12
@@ -115,16 +98,6 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
-class PromotionConfig:
-    """The champion/challenger gate: a challenger must beat the champion's backtest WAPE by
-    this relative margin (0.02: at least 2 % lower) and beat every baseline."""
-
-    margin: float = 0.02
-    # Population stability above this on a feature or the predictions is a drift warning.
-    drift_psi_warn: float = 0.25
-
-
-@dataclass(frozen=True)
 class BackfillConfig:
     """How many partitions one backfill run covers. Fewer, larger runs pay Dagster's run
     start-up fewer times; a run's memory grows with its days (features of 30k series: about
@@ -135,45 +108,54 @@ class BackfillConfig:
 
 
 @dataclass(frozen=True)
-class DemoConfig:
-    stores: int = 6
-    items: int = 40
-    start_date: dt.date = dt.date(2025, 1, 1)
-    days: int = 365
-    seed: int = 7
-
-
-@dataclass(frozen=True)
 class ProjectConfig:
     paths: DataPaths
     start_date: dt.date
     end_date: dt.date | None = None
     timezone: str = "UTC"
-    forecast: ForecastConfig = field(default_factory=ForecastConfig)
-    features: FeatureConfig = field(default_factory=FeatureConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
-    demo: DemoConfig = field(default_factory=DemoConfig)
-    promotion: PromotionConfig = field(default_factory=PromotionConfig)
     backfill: BackfillConfig = field(default_factory=BackfillConfig)
+    # Enabled product name -> its parsed config (the product's own type).
+    products: dict[str, Any] = field(default_factory=dict)
+
+    def product(self, name: str) -> Any:
+        try:
+            return self.products[name]
+        except KeyError:
+            raise ConfigError(
+                f"product {name!r} is not enabled in this project (enabled: "
+                f"{sorted(self.products)}); add its [{name}] table"
+            ) from None
+
+    # Transitional: forecasting's settings under their names before the per-product sections.
+    @property
+    def forecast(self):
+        return self.product("forecasting").forecast
+
+    @property
+    def features(self):
+        return self.product("forecasting").features
+
+    @property
+    def promotion(self):
+        return self.product("forecasting").promotion
+
+    @property
+    def demo(self):
+        return self.product("forecasting").demo
 
     @property
     def first_model_week(self) -> dt.date:
-        """Monday of the first week with `min_history_days` of history before it."""
-        earliest = self.start_date + dt.timedelta(days=self.forecast.min_history_days)
-        return earliest + dt.timedelta(days=(7 - earliest.weekday()) % 7)
+        return self.product("forecasting").first_model_week(self.start_date)
 
 
-def _date(value: object, key: str) -> dt.date:
+def parse_date(value: object, key: str) -> dt.date:
     if isinstance(value, dt.date):
         return value
     try:
         return dt.date.fromisoformat(str(value))
     except ValueError as exc:
         raise ConfigError(f"{key}: expected a YYYY-MM-DD date, got {value!r}") from exc
-
-
-def _names(section: dict, key: str) -> tuple[str, ...]:
-    return tuple(validate_identifier(n) for n in section.get(key, []))
 
 
 def _limits(section: dict) -> IngestLimits:
@@ -195,23 +177,6 @@ def _limits(section: dict) -> IngestLimits:
     return IngestLimits(**values)
 
 
-def _features(section: dict) -> FeatureConfig:
-    features = FeatureConfig(
-        known_in_advance=_names(section, "known_in_advance"),
-        calendar=_names(section, "calendar"),
-        product_attributes=_names(section, "product_attributes"),
-        store_attributes=_names(section, "store_attributes"),
-        numeric_attributes=_names(section, "numeric_attributes"),
-    )
-    attributes = {*features.product_attributes, *features.store_attributes}
-    undeclared = [a for a in features.numeric_attributes if a not in attributes]
-    if undeclared:
-        raise ConfigError(
-            f"features.numeric_attributes {undeclared} are not product or store attributes"
-        )
-    return features
-
-
 def _data_root(raw: dict, base_dir: Path) -> Path:
     """The data root as a normalised absolute path (relative: to the config file's folder)."""
     key = DATA_ROOT_ENV if os.environ.get(DATA_ROOT_ENV) else "data.root"
@@ -225,32 +190,6 @@ def _data_root(raw: dict, base_dir: Path) -> Path:
     return root
 
 
-def _check_feature_columns(features: FeatureConfig) -> None:
-    """Declared covariates and attributes are columns of the same frames as the contract's
-    own columns (keys, target, dates) and of each other: a name may be used once."""
-    # They import this module.
-    from batch_ml.products.forecasting.features import ID_COLUMNS
-    from batch_ml.products.forecasting.sources import sources
-
-    base = sources(FeatureConfig(), IngestLimits(), ForecastConfig().horizon)
-    reserved = {c for s in base.values() for c in (*s.columns, *filter(None, [s.day_column]))}
-    reserved |= set(ID_COLUMNS)
-    # Sales files may carry the observed values of the known-in-advance covariates.
-    observed_covariates = set(base["sales"].optional)
-    owner: dict[str, str] = {}
-    for key in FEATURE_LISTS:
-        for name in getattr(features, key):
-            if name in reserved and not (key == "known_in_advance" and name in observed_covariates):
-                raise ConfigError(
-                    f"features.{key}: column {name!r} is a column of the data contract "
-                    f"({', '.join(sorted(reserved))}); name the column differently"
-                )
-            if name in owner:
-                where = "twice" if owner[name] == key else f"also in features.{owner[name]}"
-                raise ConfigError(f"features.{key}: column {name!r} is {where}")
-            owner[name] = key
-
-
 def _names_of(*classes) -> set[str]:
     return {f.name for cls in classes for f in fields(cls)}
 
@@ -260,41 +199,74 @@ def _names_of(*classes) -> set[str]:
 KNOWN_KEYS = {
     "data": {"root"},
     "calendar": {"start_date", "end_date", "timezone"},
-    "forecast": _names_of(ForecastConfig),
-    "features": _names_of(FeatureConfig),
     "ingest": (_names_of(IngestConfig) - {"limits"}) | _names_of(IngestLimits),
-    "promotion": _names_of(PromotionConfig),
     "backfill": _names_of(BackfillConfig),
-    "demo": _names_of(DemoConfig),
+}
+# Tables of earlier versions, and where their settings live now.
+MOVED_TABLES = {
+    "forecast": "[forecasting]",
+    "features": "[forecasting.features]",
+    "promotion": "[forecasting.promotion]",
+    "demo": "[forecasting.demo]",
 }
 
 
-def _check_known_keys(raw: dict) -> None:
+def check_known_keys(raw: dict, known: dict[str, set[str]], prefix: str = "") -> None:
+    """Every table of `raw` is one of `known` and holds only its keys."""
     for section, value in raw.items():
-        if section not in KNOWN_KEYS:
-            raise ConfigError(f"unknown table [{section}]; known: {sorted(KNOWN_KEYS)}")
+        if section not in known:
+            moved = f"; it moved to {MOVED_TABLES[section]}" if section in MOVED_TABLES else ""
+            raise ConfigError(f"unknown table [{prefix}{section}]{moved}; known: {sorted(known)}")
         if not isinstance(value, dict):
-            raise ConfigError(f"[{section}] must be a table, got {value!r}")
-        unknown = sorted(set(value) - KNOWN_KEYS[section])
+            raise ConfigError(f"[{prefix}{section}] must be a table, got {value!r}")
+        unknown = sorted(set(value) - known[section])
         if unknown:
             raise ConfigError(
-                f"unknown key(s) {[f'{section}.{k}' for k in unknown]}; "
-                f"[{section}] knows {sorted(KNOWN_KEYS[section])}"
+                f"unknown key(s) {[f'{prefix}{section}.{k}' for k in unknown]}; "
+                f"[{prefix}{section}] knows {sorted(known[section])}"
             )
 
 
+def number_fields(cls, raw: dict, section: str) -> dict:
+    """`raw`'s values for the fields of dataclass `cls`, as the fields' types (int or float)."""
+    values = {}
+    for f in fields(cls):
+        if f.name not in raw:
+            continue
+        value, kind = raw[f.name], type(f.default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{section}.{f.name}: expected a number, got {value!r}")
+        if kind is int and value != int(value):
+            raise ConfigError(f"{section}.{f.name}: expected a whole number, got {value!r}")
+        values[f.name] = kind(value)
+    return values
+
+
+def _products(raw: dict) -> dict[str, Any]:
+    """The enabled products' configs, each parsed by its package's `config.parse_section`."""
+    from batch_ml.products import CATALOG  # a table of package names, importing nothing
+
+    parsed = {}
+    for name, package in CATALOG.items():
+        section = dict(raw.get(name, {}))
+        if name not in raw or not section.pop("enabled", True):
+            continue
+        parsed[name] = importlib.import_module(f"{package}.config").parse_section(section)
+    return parsed
+
+
 def parse_config(raw: dict, base_dir: Path) -> ProjectConfig:
-    _check_known_keys(raw)
+    from batch_ml.products import CATALOG
+
+    platform = {k: v for k, v in raw.items() if k not in CATALOG}
+    check_known_keys(platform, KNOWN_KEYS)
+    for name in CATALOG:
+        if name in raw and not isinstance(raw[name], dict):
+            raise ConfigError(f"[{name}] must be a table, got {raw[name]!r}")
     root = _data_root(raw, base_dir)
     cal = raw.get("calendar", {})
     if "start_date" not in cal:
         raise ConfigError("calendar.start_date is required")
-    fc = raw.get("forecast", {})
-    forecast = ForecastConfig(**{k: int(v) for k, v in fc.items()})
-    if forecast.horizon < 1 or forecast.lookback_days < 28:
-        raise ConfigError("forecast.horizon must be >= 1 and forecast.lookback_days >= 28")
-    features = _features(raw.get("features", {}))
-    _check_feature_columns(features)
     ing = raw.get("ingest", {})
     ingest = IngestConfig(
         quarantine=tuple(str(r) for r in ing.get("quarantine", [])),
@@ -305,27 +277,17 @@ def parse_config(raw: dict, base_dir: Path) -> ProjectConfig:
     )
     if ingest.rehash_seconds <= 0:
         raise ConfigError(f"ingest.rehash_seconds must be > 0, got {ingest.rehash_seconds}")
-    promo = raw.get("promotion", {})
-    promotion = PromotionConfig(**{k: float(v) for k, v in promo.items()})
-    if not 0 <= promotion.margin < 1:
-        raise ConfigError(f"promotion.margin must be in [0, 1), got {promotion.margin}")
-    backfill = BackfillConfig(**{k: int(v) for k, v in raw.get("backfill", {}).items()})
+    backfill = BackfillConfig(**number_fields(BackfillConfig, raw.get("backfill", {}), "backfill"))
     if backfill.days_per_run < 1 or backfill.weeks_per_run < 1:
         raise ConfigError("backfill.days_per_run and backfill.weeks_per_run must be >= 1")
-    demo_raw = dict(raw.get("demo", {}))
-    if "start_date" in demo_raw:
-        demo_raw["start_date"] = _date(demo_raw["start_date"], "demo.start_date")
     return ProjectConfig(
         paths=DataPaths(root),
-        start_date=_date(cal["start_date"], "calendar.start_date"),
-        end_date=_date(cal["end_date"], "calendar.end_date") if cal.get("end_date") else None,
+        start_date=parse_date(cal["start_date"], "calendar.start_date"),
+        end_date=parse_date(cal["end_date"], "calendar.end_date") if cal.get("end_date") else None,
         timezone=cal.get("timezone", "UTC"),
-        forecast=forecast,
-        features=features,
         ingest=ingest,
-        demo=DemoConfig(**demo_raw),
-        promotion=promotion,
         backfill=backfill,
+        products=_products(raw),
     )
 
 

@@ -39,7 +39,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from batch_ml.config import FeatureConfig, IngestLimits
+from batch_ml.config import IngestLimits
 from batch_ml.definitions import build_definitions
 from batch_ml.harness.project import REPO
 from batch_ml.platform.sources.contract import (
@@ -55,6 +55,7 @@ from batch_ml.platform.sources.contract import (
 from batch_ml.platform.sources.landing import content_hash, discover
 from batch_ml.platform.sources.records import LOG_TABLE
 from batch_ml.platform.storage.tables import PartitionedTable
+from batch_ml.products.forecasting.config import FeatureConfig
 from batch_ml.products.forecasting.sources import sources
 
 DAY = dt.date(2025, 3, 1)  # a day inside the `small_project` partitions

@@ -52,7 +52,8 @@ def test_a_plain_root_is_not_logged_and_a_backslash_is_refused(tmp_path, caplog,
         ({"products": ("lead",)}, "features.product_attributes: column 'lead'"),
         (
             {"calendar": ("is_holiday",), "stores": ("is_holiday",)},
-            "features.store_attributes: column 'is_holiday' is also in features.calendar",
+            "features.store_attributes: column 'is_holiday' is also in "
+            "forecasting.features.calendar",
         ),
         ({"known": ("is_open", "is_open")}, "features.known_in_advance: column 'is_open' is twice"),
     ],
@@ -73,7 +74,12 @@ def test_known_in_advance_may_name_the_covariates_sales_files_carry(tmp_path):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ("[forecast]\nhorizn = 3\n", r"unknown key\(s\) \['forecast.horizn'\]; \[forecast\] knows"),
+        (
+            "[forecasting]\nhorizn = 3\n",
+            r"unknown key\(s\) \['forecasting.horizn'\]; \[forecasting\] knows",
+        ),
+        ("[forecast]\nhorizon = 3\n", r"unknown table \[forecast\]; it moved to \[forecasting\]"),
+        ("[forecasting.model]\nnum_leafs = 8\n", r"'forecasting.model.num_leafs'"),
         ("[ingest]\nquarantine_rules = []\n", r"'ingest.quarantine_rules'"),
         ("[promotions]\nmargin = 0.1\n", r"unknown table \[promotions\]"),
     ],
@@ -94,3 +100,19 @@ def test_a_key_or_table_the_config_does_not_know_is_refused(tmp_path, extra, mes
 
 def test_the_shipped_config_uses_only_known_keys():
     load_config(REPO / "batch_ml.toml")
+
+
+def test_a_product_is_switched_off_in_its_table_and_its_hyperparameters_are_config(tmp_path):
+    path = write_config(tmp_path)
+    text = path.read_text()
+    tuned = text + "\n[forecasting.model]\nnum_leaves = 15\nlearning_rate = 0.05\n"
+    path.write_text(tuned)
+    model = load_config(path).product("forecasting").model
+    assert (model.num_leaves, model.learning_rate, model.min_data_in_leaf) == (15, 0.05, 40)
+    assert model.lightgbm_params["num_leaves"] == 15 and "max_rounds" not in model.lightgbm_params
+
+    path.write_text(text.replace("[forecasting]\n", "[forecasting]\nenabled = false\n", 1))
+    cfg = load_config(path)
+    assert cfg.products == {}
+    with pytest.raises(ConfigError, match="product 'forecasting' is not enabled"):
+        cfg.product("forecasting")

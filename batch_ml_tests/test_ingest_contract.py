@@ -8,7 +8,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from batch_ml.config import ConfigError, FeatureConfig, IngestLimits, load_config
+from batch_ml.config import ConfigError, IngestLimits, load_config
 from batch_ml.definitions import build_definitions
 from batch_ml.harness.project import write_config
 from batch_ml.platform.resources import TableStore
@@ -16,6 +16,7 @@ from batch_ml.platform.sources.contract import ContractViolation, read_landing_f
 from batch_ml.platform.sources.landing import discover
 from batch_ml.platform.sources.records import LOG_TABLE
 from batch_ml.platform.storage.tables import UNPARTITIONED, PartitionedTable
+from batch_ml.products.forecasting.config import FeatureConfig
 from batch_ml.products.forecasting.features import BASELINE_COLUMNS
 from batch_ml.products.forecasting.sources import project_sources, sources
 

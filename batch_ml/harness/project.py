@@ -37,7 +37,7 @@ root = "data"
 start_date = "{start}"
 end_date = "{end}"
 
-[forecast]
+[forecasting]
 horizon = {horizon}
 lookback_days = 56
 training_weeks = {training_weeks}
@@ -45,14 +45,14 @@ min_history_days = {min_history_days}
 seed = 42
 num_threads = 2
 
-[features]
+[forecasting.features]
 known_in_advance = {known}
 calendar = {calendar}
 product_attributes = {products}
 store_attributes = {stores}
 numeric_attributes = {numeric}
 
-[demo]
+[forecasting.demo]
 stores = {n_stores}
 items = {n_items}
 start_date = "{start}"

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from batch_ml.config import FeatureConfig, IngestLimits, ProjectConfig
+from batch_ml.config import IngestLimits, ProjectConfig
 from batch_ml.platform.sources.contract import MatchesStored, Source, Summary
+from batch_ml.products.forecasting.config import FeatureConfig
 
 SERIES_KEYS = ("store_id", "item_id")
 TARGET = "units"
