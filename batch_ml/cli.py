@@ -87,18 +87,18 @@ def _initialize_home(home: Path, template: Path) -> None:
 
 def generate(cfg: ProjectConfig, force: bool = False) -> dict[str, int] | None:
     """Write the demo landing files unless sales files are already there."""
-    from batch_ml.platform.sources.contract import sources
+    from batch_ml.products.forecasting.sources import project_sources
 
-    existing, _ = discover(cfg.paths.landing, sources(cfg.features)["sales"])
+    existing, _ = discover(cfg.paths.landing, project_sources(cfg)["sales"])
     if existing and not force:
         return None
     return write_landing(spec_from_config(cfg), cfg.paths.landing)
 
 
 def _sales_days(cfg: ProjectConfig) -> tuple[dt.date, dt.date]:
-    from batch_ml.platform.sources.contract import sources
+    from batch_ml.products.forecasting.sources import project_sources
 
-    files, _ = discover(cfg.paths.landing, sources(cfg.features)["sales"])
+    files, _ = discover(cfg.paths.landing, project_sources(cfg)["sales"])
     days = sorted(f.partition for f in files if f.partition >= cfg.start_date)
     if cfg.end_date:
         days = [d for d in days if d < cfg.end_date]

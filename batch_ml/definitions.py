@@ -24,6 +24,7 @@ from batch_ml.products.forecasting.assets import (
     predictions,
     promotion,
 )
+from batch_ml.products.forecasting.sources import project_sources
 
 logger = logging.getLogger(__name__)
 # A starting code location waits this long at most for another process rewriting the views.
@@ -31,7 +32,7 @@ STARTUP_LOCK_TIMEOUT_S = 5.0
 
 
 def build_definitions(cfg: ProjectConfig) -> dg.Definitions:
-    b = BuildContext.from_config(cfg)
+    b = BuildContext.from_config(cfg, project_sources(cfg))
     assets = [
         *sources.build(b),
         *features.build(b),

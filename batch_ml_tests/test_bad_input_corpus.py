@@ -50,13 +50,13 @@ from batch_ml.platform.sources.contract import (
     QuarantinePolicy,
     Source,
     load_landing_file,
-    sources,
     unmatched_ids_problem,
 )
 from batch_ml.platform.sources.landing import content_hash, discover
 from batch_ml.platform.sources.records import LOG_TABLE
 from batch_ml.platform.storage.tables import PartitionedTable
 from batch_ml.products.forecasting.config import FeatureConfig
+from batch_ml.products.forecasting.sources import sources
 
 DAY = dt.date(2025, 3, 1)  # a day inside the `small_project` partitions
 HORIZON = 7  # `write_config`'s default horizon
@@ -68,7 +68,7 @@ FEATURES = FeatureConfig(
     store_attributes=("region", "store_size"),
     numeric_attributes=("base_price",),
 )
-SRC = sources(FEATURES)
+SRC = sources(FEATURES, IngestLimits(), HORIZON)
 # The series of `small_project`'s sales (2 stores x 6 items), for the `Unmatched` cases.
 KNOWN_SERIES = pl.DataFrame(
     [(f"S{s:02d}", f"I{i:03d}") for s in (1, 2) for i in range(1, 7)],
@@ -250,7 +250,9 @@ class Case:
 
     @property
     def contract(self) -> Source:
-        return sources(FEATURES, self.limits)[self.source] if self.limits else SRC[self.source]
+        if self.limits is None:
+            return SRC[self.source]
+        return sources(FEATURES, self.limits, HORIZON)[self.source]
 
     @property
     def file_name(self) -> str:
@@ -303,7 +305,7 @@ BOUND = "expected a magnitude of at most 1e+12 ([ingest] max_abs_value) [out_of_
 PARSE_CSV, PARSE_PARQUET, PARSE_JSON = (
     f"cannot be parsed as {f}" for f in ("csv", "parquet", "json")
 )
-NO_SERIES = "of the file matches a series of the stored sales"
+NO_SERIES = "of the file matches the stored sales"
 DATE_ROW = "2025-03-01,S01,I001,3"  # a sales row with the required columns only
 
 
@@ -865,7 +867,7 @@ def test_corpus_is_large_and_covers_every_source_and_outcome():
 
 
 def _load(path: Path, source: Source, policy: QuarantinePolicy):
-    return load_landing_file(path, source, DAY if source.daily else None, HORIZON, policy)
+    return load_landing_file(path, source, DAY if source.daily else None, policy=policy)
 
 
 @pytest.mark.parametrize("case", _params(CASES))
@@ -945,7 +947,7 @@ def _check_discovery(case, landing, folder, source, tmp_path, monkeypatch) -> No
     files, problems = discover(landing, source)
     for found in files:
         content_hash(found.path)
-        load_landing_file(found.path, source, found.partition, HORIZON)
+        load_landing_file(found.path, source, found.partition)
     monkeypatch.undo()
 
     assert neighbour in reads and target not in reads

@@ -12,16 +12,20 @@ from batch_ml.config import ConfigError, IngestLimits, load_config
 from batch_ml.definitions import build_definitions
 from batch_ml.harness.project import write_config
 from batch_ml.platform.resources import TableStore
-from batch_ml.platform.sources.contract import ContractViolation, read_landing_file, sources
+from batch_ml.platform.sources.contract import ContractViolation, read_landing_file
 from batch_ml.platform.sources.landing import discover
 from batch_ml.platform.sources.records import LOG_TABLE
 from batch_ml.platform.storage.tables import UNPARTITIONED, PartitionedTable
 from batch_ml.products.forecasting.config import FeatureConfig
 from batch_ml.products.forecasting.features import BASELINE_COLUMNS
+from batch_ml.products.forecasting.sources import project_sources, sources
 
 DAY = dt.date(2025, 3, 1)
+HORIZON = 14
 SRC = sources(
-    FeatureConfig(known_in_advance=("price", "on_promo"), product_attributes=("category",))
+    FeatureConfig(known_in_advance=("price", "on_promo"), product_attributes=("category",)),
+    IngestLimits(),
+    HORIZON,
 )
 HEADER = "date,store_id,item_id,units,price,on_promo\n"
 
@@ -112,7 +116,7 @@ def test_plans_must_target_the_days_after_their_publication(tmp_path):
         {"date": [DAY], "store_id": ["S1"], "item_id": ["I1"], "price": [1.0]}
     ).write_parquet(path)
     with pytest.raises(ContractViolation, match="between 2025-03-02 and 2025-03-15"):
-        read_landing_file(path, SRC["plans"], DAY, horizon=14)
+        read_landing_file(path, SRC["plans"], DAY)
 
 
 def test_json_with_the_wrong_shape_is_rejected(tmp_path):
@@ -133,7 +137,9 @@ FULL = sources(
         product_attributes=("category", "base_price"),
         store_attributes=("region", "store_size"),
         numeric_attributes=("base_price", "store_size"),
-    )
+    ),
+    IngestLimits(),
+    HORIZON,
 )
 
 
@@ -151,7 +157,7 @@ def test_files_the_contract_allows_are_stored_after_a_full_file(tmp_path):
             _parquet(path, content)
         else:
             path.write_bytes(content)
-        rows = read_landing_file(path, FULL[table], day, horizon=14)
+        rows = read_landing_file(path, FULL[table], day)
         PartitionedTable(tables, table).write(key, rows)  # raises SchemaChangeError on a change
         return PartitionedTable(tables, table).read([key])
 
@@ -191,7 +197,7 @@ def test_attribute_types_and_limits_come_from_the_config(tmp_path):
     cfg = load_config(path)
     assert cfg.features.numeric_attributes == ("base_price",)
     assert cfg.ingest.limits == IngestLimits()
-    contract = sources(cfg.features, cfg.ingest.limits)
+    contract = project_sources(cfg)
     assert contract["products"].columns["base_price"] == pl.Float64
     assert contract["products"].columns["category"] == pl.String
     assert contract["stores"].columns["store_size"] == pl.String
@@ -232,7 +238,7 @@ def test_attribute_types_and_limits_come_from_the_config(tmp_path):
     ],
 )
 def test_a_header_of_50000_columns_is_checked_within_a_second(tmp_path, names, expected):
-    wide = sources(FeatureConfig(), IngestLimits(max_columns=100_000, max_line_bytes=10**7))
+    wide = sources(FeatureConfig(), IngestLimits(max_columns=100_000, max_line_bytes=10**7), 14)
     path = _sales(tmp_path, ",".join(names) + "\n" + ",".join(["1"] * len(names)) + "\n")
     start = time.perf_counter()
     with pytest.raises(ContractViolation) as err:
@@ -256,7 +262,7 @@ def test_the_benchmark_sizes_pass_the_default_limits(tmp_path):
     plan = days.join(series, how="cross").with_columns(price=pl.lit(1.5), is_open=pl.lit(1))
     path = tmp_path / "plans_2025-03-01.parquet"
     plan.write_parquet(path)
-    assert read_landing_file(path, FULL["plans"], DAY, horizon=14).height == 420_000
+    assert read_landing_file(path, FULL["plans"], DAY).height == 420_000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,7 +308,7 @@ def test_files_whose_ids_match_no_known_series_fail_with_a_log_row(small_project
         assert not result.success
     failed = _log(cfg).filter(pl.col("status") == "failed").sort("source")
     assert failed["source"].to_list() == ["plans", "products"]
-    assert failed["error"].str.contains("matches a series of the stored sales").all()
+    assert failed["error"].str.contains("matches the stored sales").all()
 
 
 # ---------------------------------------------------------------------------------------------

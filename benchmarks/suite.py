@@ -148,16 +148,17 @@ def write_history(frames: dict, cfg) -> dict:
     import polars as pl
 
     from batch_ml.platform.resources import TableStore
-    from batch_ml.platform.sources.contract import load_landing_file, sources, with_contract_columns
+    from batch_ml.platform.sources.contract import load_landing_file, with_contract_columns
+    from batch_ml.products.forecasting.sources import PLAN_DATE, project_sources
 
-    src = sources(cfg.features)
+    src = project_sources(cfg)
     day = NEW_DAY
     # The schema ingestion gives these rows: read D's own files through the contract.
     sales_schema = load_landing_file(
         cfg.paths.landing / "sales" / f"sales_{day}.csv", src["sales"], day
     ).rows.schema
     plans_schema = load_landing_file(
-        cfg.paths.landing / "plans" / f"plans_{day}.parquet", src["plans"], day, HORIZON
+        cfg.paths.landing / "plans" / f"plans_{day}.parquet", src["plans"], day
     ).rows.schema
     store = TableStore(tables_root=str(cfg.paths.tables), warehouse_path=str(cfg.paths.warehouse))
     sales = with_contract_columns(frames["sales"].filter(pl.col("date") < day), src["sales"])
@@ -171,7 +172,7 @@ def write_history(frames: dict, cfg) -> dict:
     plans = {
         d.isoformat(): with_contract_columns(_plans_of(frames["plans"], d), src["plans"])
         .cast(dict(plans_schema))
-        .with_columns(plan_date=pl.lit(d))
+        .with_columns(pl.lit(d).alias(PLAN_DATE))
         for d in plan_days
     }
     store.write("plans", plans)
@@ -307,17 +308,18 @@ def daily_floor(cfg) -> dict:
     from batch_ml.platform.registry.gate import serving_version
     from batch_ml.platform.resources import LandingZone, ModelStore, TableStore
     from batch_ml.platform.sources.assets import commit_ingestion, ingest_files
-    from batch_ml.platform.sources.contract import QuarantinePolicy, sources
+    from batch_ml.platform.sources.contract import QuarantinePolicy
     from batch_ml.platform.storage.tables import UNPARTITIONED
     from batch_ml.products.forecasting.assets.predictions import DRIFT_SCHEMA, KEYS
     from batch_ml.products.forecasting.assets.promotion import read_overrides
     from batch_ml.products.forecasting.features import BASELINE_COLUMNS, SERIES_KEYS, build_features
     from batch_ml.products.forecasting.metrics import evaluate_forecasts
+    from batch_ml.products.forecasting.sources import PLAN_DATE, project_sources
     from batch_ml.products.forecasting.training import BASELINE_PREFIX, load_booster, predict
 
     day, key = NEW_DAY, NEW_DAY.isoformat()
     f, fc = cfg.features, cfg.forecast
-    src = sources(f)
+    src = project_sources(cfg)
     tables = TableStore(tables_root=str(cfg.paths.tables), warehouse_path=str(cfg.paths.warehouse))
     models = ModelStore(root=str(cfg.paths.models))
     landing = LandingZone(root=str(cfg.paths.landing))
@@ -331,8 +333,8 @@ def daily_floor(cfg) -> dict:
     def days_before(n: int) -> list[str]:
         return [(day - dt.timedelta(days=k)).isoformat() for k in range(n, 0, -1)]
 
-    def ingest(name: str, horizon: int | None, shape=lambda frame: frame) -> None:
-        ingested = ingest_files(landing, tables, src[name], [day], policy, horizon, run_id="floor")
+    def ingest(name: str, shape=lambda frame: frame) -> None:
+        ingested = ingest_files(landing, tables, src[name], [day], policy, run_id="floor")
         commit_ingestion(tables, name, {key: shape(ingested.frames[day])}, ingested, logger)
 
     def stage(job: str):
@@ -346,8 +348,8 @@ def daily_floor(cfg) -> dict:
 
     @stage("ingest_job")
     def _ingest():
-        ingest("sales", None)
-        ingest("plans", HORIZON, lambda frame: frame.with_columns(plan_date=pl.lit(day)))
+        ingest("sales")
+        ingest("plans", lambda frame: frame.with_columns(pl.lit(day).alias(PLAN_DATE)))
         started = time.perf_counter()
         frame = build_features(
             scan("sales", [*days_before(fc.lookback_days - 1), key]),

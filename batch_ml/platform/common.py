@@ -16,7 +16,7 @@ import polars as pl
 
 from batch_ml.config import ProjectConfig
 from batch_ml.platform.partitions import Partitioning
-from batch_ml.platform.sources.contract import Source, sources
+from batch_ml.platform.sources.contract import Source
 
 OWNERS = ["team:forecasting"]
 # Declarative automation (the daemon's automation sensor): once the landing sensor has
@@ -42,9 +42,9 @@ class BuildContext:
     sources: dict[str, Source]
 
     @staticmethod
-    def from_config(cfg: ProjectConfig) -> BuildContext:
-        parts = Partitioning.from_config(cfg)
-        return BuildContext(cfg, parts, sources(cfg.features, cfg.ingest.limits))
+    def from_config(cfg: ProjectConfig, sources: dict[str, Source]) -> BuildContext:
+        """The context of a project whose products declare these landing sources."""
+        return BuildContext(cfg, Partitioning.from_config(cfg), sources)
 
 
 _PROC = Path("/proc/self")

@@ -26,8 +26,6 @@ from batch_ml.platform.sources.arrivals import (
 from batch_ml.platform.sources.landing import content_hash, discover
 from batch_ml.platform.sources.records import LOG_TABLE
 
-DAILY_SOURCES = ("sales", "plans")
-STATIC_SOURCES = ("calendar", "products", "stores")
 # A burst of files becomes at most this many runs per tick, each a range of consecutive days.
 MAX_RUNS_PER_TICK = 10
 # Every run the landing sensor requests carries a fresh id in this tag: later ticks find the
@@ -40,7 +38,7 @@ def build_jobs(b: BuildContext) -> dict:
     return {
         "reference_data_job": dg.define_asset_job(
             "reference_data_job",
-            selection=list(STATIC_SOURCES),
+            selection=[s.name for s in b.sources.values() if not s.daily],
             description="Load the static sources (calendar, products, stores).",
         ),
         "ingest_job": dg.define_asset_job(
@@ -204,8 +202,9 @@ def build_landing_sensor(b: BuildContext, jobs: dict) -> dg.SensorDefinition:
         tables.recover()
         cursor, pending = load_cursor(context.cursor)
         files, problems = [], []
-        for name in DAILY_SOURCES + STATIC_SOURCES:
-            found, bad = discover(landing.path, b.sources[name])
+        # Daily sources first, then static ones (the declarations' `daily` flag).
+        for source in sorted(b.sources.values(), key=lambda s: not s.daily):
+            found, bad = discover(landing.path, source)
             files += found
             problems += bad
         outside = [

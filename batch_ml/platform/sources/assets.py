@@ -1,4 +1,8 @@
-"""Stage `sources`: one asset per landing source, validated against the data contract."""
+"""Stage `sources`: one asset per declared landing source, validated against its declaration.
+
+`source_asset` builds a source's asset from its `Source` declaration alone (daily or
+static); a product gets its source assets by declaring its sources (`BuildContext.sources`).
+"""
 
 import datetime as dt
 import functools
@@ -13,9 +17,8 @@ from batch_ml.platform.common import OWNERS, TRANSIENT_RETRY, BuildContext, meas
 from batch_ml.platform.partitions import partition_dates
 from batch_ml.platform.resources import LandingZone, TableStore, table_metadata
 from batch_ml.platform.sources.contract import (
-    MATCHED_IDS,
-    SERIES_KEYS,
     ContractViolation,
+    MatchesStored,
     QuarantinePolicy,
     Source,
     empty_frame,
@@ -126,31 +129,33 @@ def run_id_of(context: dg.AssetExecutionContext) -> str:
         return "direct"
 
 
-class KnownSeries:
-    """The series of the stored sales, read at most once per step (not once per day of a
-    range): the latest day first, every day only when a file's ids miss it."""
+class KnownIds:
+    """The ids of the stored source a rule names (`MatchesStored`), read at most once per
+    step (not once per day of a range): the latest partition first, every partition only
+    when a file's ids miss it."""
 
-    def __init__(self, tables: TableStore):
-        self._sales = tables.table("sales")
+    def __init__(self, tables: TableStore, rule: MatchesStored):
+        self._stored = tables.table(rule.source)
+        self._columns = list(rule.columns)
 
     @functools.cached_property
-    def _days(self) -> list[str]:
-        return self._sales.partitions()
+    def _partitions(self) -> list[str]:
+        return self._stored.partitions()
 
     @functools.cached_property
     def _latest(self) -> pl.DataFrame:
-        return self._sales.scan(self._days[-1:]).select(SERIES_KEYS).collect()
+        return self._stored.scan(self._partitions[-1:]).select(self._columns).collect()
 
     @functools.cached_property
     def _all(self) -> pl.DataFrame:
-        return self._sales.scan().select(SERIES_KEYS).unique().collect()
+        return self._stored.scan().select(self._columns).unique().collect()
 
     def problem(self, source: Source, frame: pl.DataFrame) -> str | None:
-        """`unmatched_ids_problem` for the file's rows; None (no check) for sources whose ids
-        are not checked, and while sales has no partition yet."""
-        if source.name not in MATCHED_IDS or frame.is_empty() or not self._days:
+        """`unmatched_ids_problem` for the file's rows; None (no check) while the stored
+        source has no partition yet."""
+        if frame.is_empty() or not self._partitions:
             return None
-        # The latest day's series nearly always match; only a miss pays for every day.
+        # The latest partition's ids nearly always match; only a miss pays for every one.
         latest = self._latest
         if not latest.is_empty() and unmatched_ids_problem(frame, source, latest) is None:
             return None
@@ -163,17 +168,16 @@ def ingest_files(
     source: Source,
     days: list[dt.date | None],
     policy: QuarantinePolicy,
-    horizon: int | None = None,
     *,
     run_id: str,
 ) -> Ingested:
-    """Read and validate the source's file of each day (ids against the series `tables`
-    holds), and prepare the ingestion-log row of every file read and the quarantine rows of
-    every valid one. Nothing is written here: `commit_ingestion` stores the data and these
-    records together."""
+    """Read and validate the source's file of each day (ids against the stored source its
+    `known_ids` names, in `tables`), and prepare the ingestion-log row of every file read
+    and the quarantine rows of every valid one. Nothing is written here: `commit_ingestion`
+    stores the data and these records together."""
     frames, missing, errors, read = {}, [], [], []
     quarantined: dict[str, pl.DataFrame] = {}
-    known = KnownSeries(tables)
+    known = KnownIds(tables, source.known_ids) if source.known_ids else None
     for day in days:
         path = landing_path(landing.path, source, day)
         # A dangling symlink does not `exist`, but a file was delivered: it must fail, not
@@ -189,8 +193,8 @@ def ingest_files(
         try:
             if problem:
                 raise ContractViolation(path, [problem])
-            loaded = load_landing_file(path, source, day, horizon, policy, content=content)
-            if unmatched := known.problem(source, loaded.rows):
+            loaded = load_landing_file(path, source, day, policy=policy, content=content)
+            if known and (unmatched := known.problem(source, loaded.rows)):
                 raise ContractViolation(path, [unmatched])
         except ContractViolation as exc:
             errors.append(str(exc))
@@ -303,180 +307,152 @@ def commit_ingestion(
         )
 
 
-def build(b: BuildContext) -> list:
-    horizon = b.cfg.forecast.horizon
-    src = b.sources
-    policy = QuarantinePolicy.from_config(b.cfg.ingest)
+def _stored_partitions(
+    source: Source, days: list[dt.date], ingested: Ingested
+) -> dict[str, pl.DataFrame]:
+    """The partition of each day with a valid file and, when files are optional, an empty one
+    for each day without; with the file's day in `day_column` when declared. (A day whose
+    file failed has none: nothing of the step is stored then.)"""
+    partitions = {}
+    for day in days:
+        if day in ingested.frames:
+            frame = ingested.frames[day]
+        elif day in ingested.missing and not source.file_required:
+            frame = empty_frame(source)
+        else:
+            continue
+        if source.day_column:
+            frame = frame.with_columns(pl.lit(day, pl.Date).alias(source.day_column))
+        partitions[day.isoformat()] = frame
+    return partitions
 
-    def ingest(context, landing, tables, source, days, horizon=None) -> Ingested:
-        """ingest_files under the project's policy, recorded with the step's run id."""
-        return ingest_files(
-            landing, tables, source, days, policy, horizon, run_id=run_id_of(context)
+
+def _summaries(source: Source, frame: pl.DataFrame) -> dict:
+    return {s.name: s.of(frame) for s in source.summaries}
+
+
+def source_asset(source: Source, b: BuildContext) -> dg.AssetsDefinition:
+    """The asset of one declared source: its file of each partition day (daily) or its one
+    file (static), validated and stored with its ingestion records (`commit_ingestion`).
+
+    Checks: `unique_keys` (the primary key, with the day column when declared),
+    `no_quarantined_rows`, and for a daily source whose file is required `rows_every_day`.
+    Metadata: cost, the stored table's metadata, `rows_quarantined`, the declared summaries,
+    and days without a file (daily, optional file) or the file's path and presence (static).
+    """
+    name = source.name
+    policy = QuarantinePolicy.from_config(b.cfg.ingest)
+    keys = (source.day_column, *source.primary_key) if source.day_column else source.primary_key
+    check_specs = [
+        dg.AssetCheckSpec("unique_keys", asset=name, description=f"One row per {', '.join(keys)}.")
+    ]
+    if source.daily and source.file_required:
+        check_specs.append(
+            dg.AssetCheckSpec(
+                "rows_every_day", asset=name, description=f"Every day of the run has {name} rows."
+            )
         )
+    check_specs.append(_quarantine_spec(name))
+    common = {
+        "name": name,
+        "group_name": GROUP,
+        "code_version": "sources-v3",
+        "kinds": {"polars", source.file_format},
+        "owners": OWNERS,
+        "retry_policy": TRANSIENT_RETRY,
+        "check_specs": check_specs,
+        "description": source.description or None,
+    }
+
+    def ingest(context, landing: LandingZone, tables: TableStore, days) -> Ingested:
+        """ingest_files under the project's policy, recorded with the step's run id."""
+        return ingest_files(landing, tables, source, days, policy, run_id=run_id_of(context))
 
     def store(context, tables: TableStore, partitions, ingested: Ingested) -> dict:
         """Commit the step's partitions with their records; the stored table's metadata."""
-        commit_ingestion(tables, context.asset_key.path[-1], partitions, ingested, context.log)
-        return table_metadata(tables.table(context.asset_key.path[-1]), list(partitions))
+        commit_ingestion(tables, name, partitions, ingested, context.log)
+        return table_metadata(tables.table(name), list(partitions))
 
-    @dg.asset(
-        name="sales",
-        group_name=GROUP,
-        code_version="sources-v3",
-        partitions_def=b.parts.daily,
-        backfill_policy=b.parts.daily_backfill,
-        kinds={"polars", "csv"},
-        owners=OWNERS,
-        retry_policy=TRANSIENT_RETRY,
-        metadata={"partition_column": "date"},
-        check_specs=[
-            dg.AssetCheckSpec(
-                "unique_keys", asset="sales", description="One row per day, store and item."
-            ),
-            dg.AssetCheckSpec(
-                "rows_every_day", asset="sales", description="Every day of the run has sales rows."
-            ),
-            _quarantine_spec("sales"),
-        ],
-        description=(
-            "Daily sales per store x item (units, price, promotion) from "
-            "landing/sales/sales_<YYYY-MM-DD>.csv, validated against docs/data-contract.md. "
-            "A missing or invalid file fails its partition and names file, row and column; "
-            "the partition and its `ingestion_log` rows are stored together."
-        ),
-    )
-    def sales(context: dg.AssetExecutionContext, landing: LandingZone, tables: TableStore):
-        with measured(len(context.partition_keys)) as cost:
-            days = partition_dates(context)
-            ingested = ingest(context, landing, tables, src["sales"], days)
-            if ingested.missing and not ingested.errors:
-                raise dg.Failure(
-                    f"sales: no landing file for {len(ingested.missing)} day(s) "
-                    f"{[d.isoformat() for d in ingested.missing[:5]]}; expected "
-                    f"{landing_path(landing.path, src['sales'], ingested.missing[0])}",
-                    allow_retries=False,  # the landing sensor starts a run when it arrives
-                )
-            partitions = {d.isoformat(): f for d, f in ingested.frames.items()}
-            stored = store(context, tables, partitions, ingested)
-        frame = pl.concat(ingested.frames.values(), how="diagonal_relaxed")
-        per_day = frame.group_by("date").len()
-        yield dg.MaterializeResult(
-            metadata={
-                **cost,
-                **stored,
-                "series": frame.select(SERIES_KEYS).n_unique(),
-                "units_total": float(frame["units"].sum()),
-                "rows_quarantined": ingested.rows_quarantined,
-            },
-        )
-        yield _key_check("sales", frame, ("date", *SERIES_KEYS))
-        yield _quarantine_check("sales", ingested)
-        yield dg.AssetCheckResult(
-            asset_key="sales",
-            check_name="rows_every_day",
-            passed=per_day.height == len(context.partition_keys),
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"days_with_rows": per_day.height, "days": len(context.partition_keys)},
-        )
+    if not source.daily:
 
-    @dg.asset(
-        name="plans",
-        group_name=GROUP,
-        code_version="sources-v3",
-        partitions_def=b.parts.daily,
-        backfill_policy=b.parts.daily_backfill,
-        kinds={"polars", "parquet"},
-        owners=OWNERS,
-        retry_policy=TRANSIENT_RETRY,
-        metadata={"partition_column": "plan_date"},
-        check_specs=[dg.AssetCheckSpec("unique_keys", asset="plans"), _quarantine_spec("plans")],
-        description=(
-            "Known-in-advance plans published on day D for D+1..D+horizon (planned price, "
-            "promotion, opening) from landing/plans/plans_<YYYY-MM-DD>.parquet. Optional: a "
-            "day without a file stores an empty partition."
-        ),
-    )
-    def plans(context: dg.AssetExecutionContext, landing: LandingZone, tables: TableStore):
-        with measured(len(context.partition_keys)) as cost:
-            days = partition_dates(context)
-            ingested = ingest(context, landing, tables, src["plans"], days, horizon)
-            empty = empty_frame(src["plans"]).with_columns(plan_date=pl.lit(None, pl.Date))
-            partitions = {
-                d.isoformat(): pl.concat(
-                    [empty, ingested.frames[d].with_columns(plan_date=pl.lit(d))]
-                    if d in ingested.frames
-                    else [empty],
-                    how="diagonal_relaxed",
-                )
-                for d in days
-            }
-            stored = store(context, tables, partitions, ingested)
-        if ingested.missing:
-            context.log.warning(
-                f"no plan file for {len(ingested.missing)} day(s): {ingested.missing[:5]}"
-            )
-        frame = pl.concat(partitions.values(), how="diagonal_relaxed")
-        yield dg.MaterializeResult(
-            metadata={
-                **cost,
-                **stored,
-                "days_without_file": len(ingested.missing),
-                "rows_quarantined": ingested.rows_quarantined,
-            },
-        )
-        yield _key_check("plans", frame, ("plan_date", "date", *SERIES_KEYS))
-        yield _quarantine_check("plans", ingested)
-
-    def static_source(name: str, description: str, kind: str):
-        @dg.asset(
-            name=name,
-            group_name=GROUP,
-            kinds={"polars", kind},
-            owners=OWNERS,
-            retry_policy=TRANSIENT_RETRY,
-            code_version="sources-v3",
-            check_specs=[dg.AssetCheckSpec("unique_keys", asset=name), _quarantine_spec(name)],
-            description=description,
-        )
+        @dg.asset(**common)
         def _static(context: dg.AssetExecutionContext, landing: LandingZone, tables: TableStore):
-            source = src[name]
             path = landing_path(landing.path, source)
-            ingested = ingest(context, landing, tables, source, [None])
-            if ingested.missing:
-                context.log.warning(f"{path} not found: {name} is optional, stored empty")
-            frame = ingested.frames.get(None, empty_frame(source))
-            stored = store(context, tables, {UNPARTITIONED: frame}, ingested)
+            with measured() as cost:
+                ingested = ingest(context, landing, tables, [None])
+                if ingested.missing and source.file_required:
+                    raise dg.Failure(
+                        f"{name}: no landing file; expected {path}",
+                        allow_retries=False,  # the landing sensor starts a run when it arrives
+                    )
+                if ingested.missing:
+                    context.log.warning(f"{path} not found: {name} is optional, stored empty")
+                frame = ingested.frames.get(None, empty_frame(source))
+                stored = store(context, tables, {UNPARTITIONED: frame}, ingested)
             yield dg.MaterializeResult(
                 metadata={
+                    **cost,
                     **stored,
+                    **_summaries(source, frame),
                     "file": str(path),
                     "file_present": not ingested.missing,
                     "rows_quarantined": ingested.rows_quarantined,
                 },
             )
-            yield _key_check(name, frame, source.primary_key)
+            yield _key_check(name, frame, keys)
             yield _quarantine_check(name, ingested)
 
         return _static
 
-    return [
-        sales,
-        plans,
-        static_source(
-            "calendar",
-            "Per-day calendar covariates (holidays) from "
-            "landing/calendar/calendar.parquet. Optional.",
-            "parquet",
-        ),
-        static_source(
-            "products",
-            "Product catalog (category, base price, launch date) from "
-            "landing/products/products.json. Optional.",
-            "json",
-        ),
-        static_source(
-            "stores",
-            "Store master (region, size) from landing/stores/stores.json. Optional.",
-            "json",
-        ),
-    ]
+    @dg.asset(
+        **common,
+        partitions_def=b.parts.daily,
+        backfill_policy=b.parts.daily_backfill,
+        metadata={"partition_column": source.partition_column},
+    )
+    def _daily(context: dg.AssetExecutionContext, landing: LandingZone, tables: TableStore):
+        with measured(len(context.partition_keys)) as cost:
+            days = partition_dates(context)
+            ingested = ingest(context, landing, tables, days)
+            if ingested.missing and source.file_required and not ingested.errors:
+                raise dg.Failure(
+                    f"{name}: no landing file for {len(ingested.missing)} day(s) "
+                    f"{[d.isoformat() for d in ingested.missing[:5]]}; expected "
+                    f"{landing_path(landing.path, source, ingested.missing[0])}",
+                    allow_retries=False,  # the landing sensor starts a run when it arrives
+                )
+            partitions = _stored_partitions(source, days, ingested)
+            stored = store(context, tables, partitions, ingested)
+        if ingested.missing:
+            context.log.warning(
+                f"no {name} file for {len(ingested.missing)} day(s): {ingested.missing[:5]}"
+            )
+        frame = pl.concat(partitions.values(), how="diagonal_relaxed")
+        without_file = {} if source.file_required else {"days_without_file": len(ingested.missing)}
+        yield dg.MaterializeResult(
+            metadata={
+                **cost,
+                **stored,
+                **without_file,
+                **_summaries(source, frame),
+                "rows_quarantined": ingested.rows_quarantined,
+            },
+        )
+        yield _key_check(name, frame, keys)
+        yield _quarantine_check(name, ingested)
+        if source.file_required:
+            per_day = frame.group_by(source.partition_column).len()
+            yield dg.AssetCheckResult(
+                asset_key=name,
+                check_name="rows_every_day",
+                passed=per_day.height == len(context.partition_keys),
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"days_with_rows": per_day.height, "days": len(context.partition_keys)},
+            )
+
+    return _daily
+
+
+def build(b: BuildContext) -> list[dg.AssetsDefinition]:
+    """The asset of every source the product declares (`b.sources`), in declaration order."""
+    return [source_asset(source, b) for source in b.sources.values()]

@@ -1,37 +1,41 @@
-"""The landing-zone contract: file names, columns and types of every source.
+"""The landing-zone contract engine: a source declared as data (`Source`), and the
+validation of its files (CSV, JSON, JSON lines, Parquet, XML) against that declaration.
 
-The human-readable version is docs/data-contract.md; this module is what enforces it.
-Validation uses dataframely (a polars-native validation library) for types, nullability,
-ranges and key uniqueness; every problem is reported with file, row and column. Types come
-from the contract (the project config), never from the file; size limits and the magnitude
-bound of numbers are `[ingest]` configuration (`IngestLimits`).
+A product declares its sources in its own package (`batch_ml/products/<product>/`); the
+human-readable contract is docs/data-contract.md. Validation uses dataframely (a
+polars-native validation library) for types, nullability, ranges and key uniqueness; every
+problem is reported with file, row and column. Types come from the declaration, never from
+the file; size limits and the magnitude bound of numbers are `[ingest]` configuration
+(`IngestLimits`).
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import io
 import json
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from xml.parsers import expat
 
 import dataframely as dy
 import numpy as np
 import polars as pl
 
 from batch_ml.config import IngestConfig, IngestLimits
-from batch_ml.products.forecasting.config import FeatureConfig
 
-SERIES_KEYS = ("store_id", "item_id")
-TARGET = "units"
 MAX_REPORTED_PROBLEMS = 10
 MAX_VALUE_CHARS = 80  # of a bad value quoted in a message
 MAX_LISTED_NAMES = 10  # column names quoted in one message
 DEFAULT_LIMITS = IngestLimits()
+FILE_FORMATS = ("csv", "json", "jsonl", "parquet", "xml")
+# Source names become folder and file names: lower-case snake_case only.
+_SOURCE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
 class ContractViolation(ValueError):
@@ -48,18 +52,125 @@ class ContractViolation(ValueError):
 
 
 @dataclass(frozen=True)
-class Source:
-    """One landing source: where its files live and what they contain."""
+class MatchesStored:
+    """A file's `columns` must match those of the stored `source` in at least one row (ids are
+    compared as exact text): a file keyed `1` where the stored source says `S01` would join
+    nothing. E.g. a catalogue's `sku` against the `sku` of the stored daily orders."""
+
+    source: str
+    columns: tuple[str, ...]
+
+
+SUMMARY_KINDS = ("distinct", "sum")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A number of the rows a step stored, shown as the asset's metadata `name`: the count of
+    distinct value combinations of `columns` ("distinct"), or the sum of one column ("sum")."""
 
     name: str
-    file_pattern: re.Pattern[str]  # group 1, when present, is the partition date
-    file_format: str  # csv | parquet | json
+    kind: str
+    columns: tuple[str, ...]
+
+    def __post_init__(self):
+        if self.kind not in SUMMARY_KINDS:
+            raise ValueError(f"summary {self.name}: kind {self.kind!r} not in {SUMMARY_KINDS}")
+        if not self.columns or (self.kind == "sum" and len(self.columns) != 1):
+            needs = "one column" if self.kind == "sum" else "columns"
+            raise ValueError(f"summary {self.name}: {self.kind} needs {needs}")
+
+    def of(self, frame: pl.DataFrame) -> int | float:
+        if self.kind == "sum":
+            return float(frame[self.columns[0]].sum())
+        return frame.select(self.columns).n_unique()
+
+
+@dataclass(frozen=True)
+class Source:
+    """One landing source, declared as data: its files, their columns and the rules its rows
+    follow. The platform builds the source's asset, the landing sensor's view of it and the
+    validation of its files from this declaration alone.
+
+    - `file_format`: one of FILE_FORMATS. Files are `<name>/<name>_<YYYY-MM-DD>.<format>` for
+      a daily source (one file per day D, its partition) and `<name>/<name>.<format>` for a
+      static one.
+    - `required` / `optional`: the columns and their types (`pl.String`, `pl.Float64`,
+      `pl.Date`); the file's own types never decide.
+    - `primary_key`: unique per file; `id_columns`: text keys, compared as exact text (no
+      control characters; a JSON number there is `wrong_type` with a hint).
+    - `date_column`, `date_offsets`: for a daily source, the column holding each row's date
+      and the dates the file of day D may hold, (first, last) in days from D; last None:
+      no upper bound. E.g. (0, 0): only D; (1, 7): the week after D.
+    - `file_required`: a daily source's missing file fails its partition; else the day is
+      stored as an empty partition (a static source: stored empty).
+    - `day_column`: a stored column recording the file's day D, added to every row (needed
+      when the rows' own dates are not D).
+    - `known_ids`: the rows' ids must (partly) match a stored source (`MatchesStored`).
+    - `summaries`: numbers of the stored rows shown as metadata (`Summary`).
+    - `record_element`: XML only, the element of one record (see `_read_xml`).
+    """
+
+    name: str
+    file_format: str
     required: dict[str, pl.DataType]
-    optional: dict[str, pl.DataType]
-    primary_key: tuple[str, ...]
+    optional: dict[str, pl.DataType] = field(default_factory=dict)
+    primary_key: tuple[str, ...] = ()
+    id_columns: tuple[str, ...] = ()
     non_negative: tuple[str, ...] = ()
     daily: bool = True
+    date_column: str | None = None
+    date_offsets: tuple[int, int | None] = (0, 0)
+    file_required: bool = True
+    day_column: str | None = None
+    known_ids: MatchesStored | None = None
+    summaries: tuple[Summary, ...] = ()
+    description: str = ""
+    record_element: str = "record"
     limits: IngestLimits = DEFAULT_LIMITS
+
+    def __post_init__(self):
+        """A declaration that cannot work fails when it is made, not on the first file."""
+        problems = []
+        columns = self.columns
+        if not _SOURCE_NAME.fullmatch(self.name):
+            problems.append("name must be lower-case snake_case (it names folders and files)")
+        if self.file_format not in FILE_FORMATS:
+            problems.append(f"file_format {self.file_format!r} not in {FILE_FORMATS}")
+        if both := sorted(set(self.required) & set(self.optional)):
+            problems.append(f"columns both required and optional: {both}")
+        for what in ("primary_key", "id_columns", "non_negative"):
+            unknown = [c for c in getattr(self, what) if c not in columns]
+            if unknown:
+                problems.append(f"{what} names unknown column(s) {unknown}")
+        not_text = [c for c in self.id_columns if columns.get(c, pl.String()) != pl.String()]
+        if not_text:
+            problems.append(f"id_columns must be text (pl.String): {not_text}")
+        if self.daily:
+            if (
+                self.date_column not in self.required
+                or self.required[self.date_column] != pl.Date()
+            ):
+                problems.append("a daily source needs a required pl.Date date_column")
+            first, last = self.date_offsets
+            if last is not None and last < first:
+                problems.append(f"date_offsets {self.date_offsets}: the last is before the first")
+            if self.day_column is None and self.date_offsets != (0, 0):
+                problems.append("rows dated other than their file's day need a day_column")
+        if not self.daily and self.day_column is not None:
+            problems.append("a static source has no day: day_column must be None")
+        if self.day_column is not None and self.day_column in columns:
+            problems.append(f"day_column {self.day_column!r} is also a file column")
+        if self.known_ids is not None:
+            unknown = [c for c in self.known_ids.columns if c not in columns]
+            if unknown or not self.known_ids.columns:
+                problems.append(f"known_ids names unknown column(s) {unknown}")
+        stored = {*columns, *([self.day_column] if self.day_column else [])}
+        for summary in self.summaries:
+            if unknown := [c for c in summary.columns if c not in stored]:
+                problems.append(f"summary {summary.name} names unknown column(s) {unknown}")
+        if problems:
+            raise ValueError(f"source {self.name!r}: " + "; ".join(problems))
 
     @property
     def columns(self) -> dict[str, pl.DataType]:
@@ -67,14 +178,25 @@ class Source:
         return {**self.required, **self.optional}
 
     @property
-    def id_columns(self) -> tuple[str, ...]:
-        """The text key columns: ids, compared as exact text."""
-        keys = {*SERIES_KEYS, *self.primary_key}
-        return tuple(c for c, t in self.columns.items() if c in keys and t == pl.String())
+    def partition_column(self) -> str | None:
+        """The stored column that holds a daily source's partition day."""
+        return (self.day_column or self.date_column) if self.daily else None
+
+    @functools.cached_property
+    def file_pattern(self) -> re.Pattern[str]:
+        """The valid file names; group 1, for a daily source, is the partition date."""
+        stem, ext = re.escape(self.name), re.escape(self.file_format)
+        return re.compile(rf"{stem}_{_DATE}\.{ext}" if self.daily else rf"{stem}\.{ext}")
 
     def file_name(self, day: dt.date | None = None) -> str:
         ext = self.file_format
         return f"{self.name}_{day.isoformat()}.{ext}" if self.daily else f"{self.name}.{ext}"
+
+    def date_window(self, day: dt.date) -> tuple[dt.date, dt.date | None]:
+        """The dates the file of day `day` may hold (the last None: no upper bound)."""
+        first, last = self.date_offsets
+        hi = None if last is None else day + dt.timedelta(days=last)
+        return day + dt.timedelta(days=first), hi
 
     def partition_of(self, file_name: str) -> dt.date | None:
         """Partition date of a valid file name; raises on a name that breaks the contract."""
@@ -93,75 +215,6 @@ class Source:
 
 
 _DATE = r"(\d{4}-\d{2}-\d{2})"
-
-
-def sources(features: FeatureConfig, limits: IngestLimits = DEFAULT_LIMITS) -> dict[str, Source]:
-    """The contract of every source, with the covariates and attributes the project config
-    declares, and its limits (`[ingest]`)."""
-    num = pl.Float64()
-    known = {c: num for c in features.known_in_advance}
-
-    def attributes(names: tuple[str, ...]) -> dict[str, pl.DataType]:
-        return {c: num if c in features.numeric_attributes else pl.String() for c in names}
-
-    return {
-        "sales": Source(
-            name="sales",
-            file_pattern=re.compile(rf"sales_{_DATE}\.csv"),
-            file_format="csv",
-            required={
-                "date": pl.Date(),
-                "store_id": pl.String(),
-                "item_id": pl.String(),
-                TARGET: num,
-            },
-            # Observed values of the known-in-advance covariates may come with the actuals.
-            optional={"price": num, "on_promo": num, **known},
-            primary_key=("date", *SERIES_KEYS),
-            non_negative=(TARGET, "price"),
-            limits=limits,
-        ),
-        "plans": Source(
-            name="plans",
-            file_pattern=re.compile(rf"plans_{_DATE}\.parquet"),
-            file_format="parquet",
-            required={"date": pl.Date(), "store_id": pl.String(), "item_id": pl.String()},
-            optional=known,
-            primary_key=("date", *SERIES_KEYS),
-            non_negative=("price",),
-            limits=limits,
-        ),
-        "calendar": Source(
-            name="calendar",
-            file_pattern=re.compile(r"calendar\.parquet"),
-            file_format="parquet",
-            required={"date": pl.Date()},
-            optional={c: num for c in features.calendar},
-            primary_key=("date",),
-            daily=False,
-            limits=limits,
-        ),
-        "products": Source(
-            name="products",
-            file_pattern=re.compile(r"products\.json"),
-            file_format="json",
-            required={"item_id": pl.String()},
-            optional={"launch_date": pl.Date(), **attributes(features.product_attributes)},
-            primary_key=("item_id",),
-            daily=False,
-            limits=limits,
-        ),
-        "stores": Source(
-            name="stores",
-            file_pattern=re.compile(r"stores\.json"),
-            file_format="json",
-            required={"store_id": pl.String()},
-            optional=attributes(features.store_attributes),
-            primary_key=("store_id",),
-            daily=False,
-            limits=limits,
-        ),
-    }
 
 
 ROW = "_row"  # 1-based row of the record in its file (for CSV: data row, header excluded)
@@ -360,7 +413,7 @@ def _json_number(value: int | float) -> float:
 
 
 def _json_column(
-    name: str, values: list, want: pl.DataType
+    name: str, values: list, want: pl.DataType, is_id: bool
 ) -> tuple[pl.Series, list[tuple[int, str]], str]:
     """A JSON column typed by the contract: numbers for number columns, strings for text and
     dates. Other JSON types become null and are returned as (row, value as JSON)."""
@@ -378,13 +431,37 @@ def _json_column(
             kept.append(None)
             bad.append((row, json.dumps(value)))
     expected = "a JSON number" if number else "a JSON string"
-    if name in SERIES_KEYS:
+    if is_id:
         expected += ' (ids are text: write 1 as "1")'
     dtype = pl.Float64() if number else pl.String()
     return pl.Series(name, kept, dtype), bad, expected
 
 
+def _json_raw(path: Path, records: list[dict], source: Source) -> _Raw:
+    """JSON objects (one per row) as a frame typed by the contract; see `_json_column`."""
+    _check_rows(len(records), path, source)
+    names = list(dict.fromkeys(k for r in records for k in r))
+    _check_columns(names, path, source)
+    columns, problems = [], []
+    for name in names:
+        series, bad, expected = _json_column(
+            name, [r.get(name) for r in records], source.columns[name], name in source.id_columns
+        )
+        columns.append(series)
+        if bad:
+            rows, values = zip(*bad, strict=True)
+            problems.append(
+                pl.DataFrame(
+                    {ROW: rows, "column": name, "rule": "wrong_type", "value": values},
+                    schema_overrides={ROW: pl.UInt32()},
+                ).with_columns(expected=pl.lit(expected))
+            )
+    frame = pl.DataFrame(columns).with_row_index(ROW, offset=1)
+    return _Raw(frame, pl.concat([_no_problems(), *problems]), records)
+
+
 def _read_json(path: Path, content: bytes, source: Source) -> _Raw:
+    """A JSON array of objects, one object per row."""
     text = _utf8(path, content, "cannot be parsed as json: ")
     _check_json_depth(path, content, source)
     try:
@@ -402,25 +479,158 @@ def _read_json(path: Path, content: bytes, source: Source) -> _Raw:
         raise ContractViolation(
             path, [f"row {not_object}: expected a JSON array of objects; element is {found}"]
         )
-    _check_rows(len(records), path, source)
-    names = list(dict.fromkeys(k for r in records for k in r))
-    _check_columns(names, path, source)
-    columns, problems = [], []
-    for name in names:
-        series, bad, expected = _json_column(
-            name, [r.get(name) for r in records], source.columns[name]
-        )
-        columns.append(series)
-        if bad:
-            rows, values = zip(*bad, strict=True)
-            problems.append(
-                pl.DataFrame(
-                    {ROW: rows, "column": name, "rule": "wrong_type", "value": values},
-                    schema_overrides={ROW: pl.UInt32()},
-                ).with_columns(expected=pl.lit(expected))
+    return _json_raw(path, records, source)
+
+
+def _read_jsonl(path: Path, content: bytes, source: Source) -> _Raw:
+    """JSON lines: one object per line, so row N is line N. A final newline ends the last
+    line; an empty line elsewhere is an error (it would shift rows against lines)."""
+    text = _utf8(path, content, "cannot be parsed as jsonl: ")
+    _check_json_depth(path, content, source)
+    lines = text.removeprefix("\ufeff").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    _check_rows(len(lines), path, source)
+    limit = source.limits.max_line_bytes
+    records = []
+    for number, line in enumerate(lines, 1):
+        if 4 * len(line) > limit and len(line.encode()) > limit:  # UTF-8: <= 4 bytes a character
+            raise ContractViolation(
+                path,
+                [
+                    f"line {number} is {len(line.encode()):,} bytes long; at most {limit:,} "
+                    "allowed ([ingest] max_line_bytes)"
+                ],
             )
-    frame = pl.DataFrame(columns).with_row_index(ROW, offset=1)
-    return _Raw(frame, pl.concat([_no_problems(), *problems]), records)
+        if not line.strip():
+            raise ContractViolation(
+                path, [f"line {number} is empty; expected one JSON object per line"]
+            )
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ContractViolation(
+                path, [f"cannot be parsed as jsonl: line {number}: {exc.msg} (column {exc.colno})"]
+            ) from None
+        except RecursionError:
+            raise ContractViolation(
+                path, [f"cannot be parsed as jsonl: line {number}: nested too deeply"]
+            ) from None
+        if not isinstance(record, dict):
+            found = _JSON_TYPE.get(type(record), "null")
+            raise ContractViolation(
+                path, [f"line {number}: expected one JSON object per line; the line holds {found}"]
+            )
+        records.append(record)
+    return _json_raw(path, records, source)
+
+
+class _XmlStop(Exception):
+    """Raised inside the XML parser's handlers: parsing stops at once, with this problem."""
+
+
+def _read_xml(path: Path, content: bytes, source: Source) -> pl.DataFrame:
+    """XML records: `<any-root><record><column>value</column>...</record>...</any-root>`.
+
+    Each `record_element` child of the root is a row; each of its child elements is a column,
+    named by its tag, whose text is the value (typed by the contract, like CSV text; an empty
+    element is a missing value). Attributes, other elements, nesting below a column and text
+    between columns are errors naming the line. The document may not have a DOCTYPE: entity
+    declarations (billion laughs, external entities) are refused before any is expanded.
+
+    Parsed by expat as a stream of events (no tree is built), so the row and column limits
+    stop a huge file as soon as it passes them.
+    """
+    _utf8(path, content, "cannot be parsed as xml: ")
+    # The contract's encoding is UTF-8, whatever the XML declaration says.
+    parser = expat.ParserCreate(encoding="utf-8")
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    record_tag = source.record_element
+    max_rows, max_columns = source.limits.max_rows, source.limits.max_columns
+    rows: list[dict[str, str | None]] = []
+    names: dict[str, None] = {}  # every column name seen, in order
+    depth = 0
+    column: str | None = None
+    text: list[str] = []
+
+    def stop(problem: str) -> None:
+        raise _XmlStop(f"line {parser.CurrentLineNumber}: {problem}")
+
+    def start(tag: str, attributes: dict) -> None:
+        nonlocal depth, column
+        depth += 1
+        if depth == 1:
+            return  # the root: any name, its attributes (e.g. xmlns) are not data
+        if attributes:
+            stop(f"<{tag}> has attribute(s) {sorted(attributes)}; columns are child elements")
+        if depth == 2:
+            if tag != record_tag:
+                stop(f"<{tag}> where a <{record_tag}> record was expected")
+            if len(rows) >= max_rows:
+                stop(f"more than {max_rows:,} rows ([ingest] max_rows)")
+            rows.append({})
+        elif depth == 3:
+            if tag in rows[-1]:
+                stop(f"record {len(rows)} has column <{tag}> twice")
+            if tag not in names and len(names) >= max_columns:
+                stop(f"more than {max_columns:,} columns ([ingest] max_columns)")
+            names.setdefault(tag)
+            column = tag
+            text.clear()
+        else:
+            stop(f"<{tag}> inside column <{column}>; a column holds text only")
+
+    def end(tag: str) -> None:
+        nonlocal depth, column
+        if depth == 3:
+            rows[-1][column] = "".join(text) if text else None
+            column = None
+        depth -= 1
+
+    def characters(data: str) -> None:
+        if depth == 3:
+            text.append(data)
+        elif data.strip():
+            where = f"record {len(rows)}" if depth == 2 else "the root"
+            stop(f"text {data.strip()[:MAX_VALUE_CHARS]!r} in {where} outside any column")
+
+    def no_doctype(*_args) -> None:
+        stop("a DOCTYPE is not allowed (no DTD, no entity declarations)")
+
+    def no_entities(*_args) -> None:
+        stop("entity declarations and references are not allowed")
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = characters
+    parser.StartDoctypeDeclHandler = no_doctype
+    parser.EntityDeclHandler = no_entities
+    parser.ExternalEntityRefHandler = no_entities
+    parser.SkippedEntityHandler = no_entities
+    parser.buffer_text = True
+    try:
+        parser.Parse(content, True)
+    except _XmlStop as exc:
+        raise ContractViolation(path, [f"cannot be parsed as xml: {exc}"]) from None
+    except expat.ExpatError as exc:
+        raise ContractViolation(
+            path,
+            [
+                f"cannot be parsed as xml: line {exc.lineno}, column {exc.offset + 1}: "
+                f"{expat.ErrorString(exc.code)}"
+            ],
+        ) from None
+    _check_columns(list(names), path, source)
+    return pl.DataFrame(
+        {name: [r.get(name) for r in rows] for name in names},
+        schema={name: pl.String() for name in names},
+    )
+
+
+# JSON keeps its own types (a number is not a string), so its readers type the values; the
+# others give text (CSV, XML) or typed columns (Parquet) that `_cast` converts.
+_JSON_READERS = {"json": _read_json, "jsonl": _read_jsonl}
+_FRAME_READERS = {"csv": _read_csv, "parquet": _read_parquet, "xml": _read_xml}
 
 
 def _read_raw(path: Path, source: Source, content: bytes) -> _Raw:
@@ -430,12 +640,9 @@ def _read_raw(path: Path, source: Source, content: bytes) -> _Raw:
     if not content:
         raise ContractViolation(path, ["the file is empty (0 bytes); expected at least a header"])
     try:
-        if source.file_format == "json":
-            return _read_json(path, content, source)
-        if source.file_format == "csv":
-            frame = _read_csv(path, content, source)
-        else:
-            frame = _read_parquet(path, content, source)
+        if source.file_format in _JSON_READERS:
+            return _JSON_READERS[source.file_format](path, content, source)
+        frame = _FRAME_READERS[source.file_format](path, content, source)
     except ContractViolation:
         raise
     # Whatever else a parser raises on bad bytes (Polars panics derive from BaseException).
@@ -699,7 +906,7 @@ _CONTROL = r"\p{Cc}"
 def _control_problems(frame: pl.DataFrame, source: Source) -> pl.DataFrame:
     problems = [_no_problems()]
     for column in (c for c in source.id_columns if c in frame.columns):
-        # Distinct ids first: a plans file repeats each id once per day of its horizon.
+        # Distinct ids first: a file may repeat each id on many rows (one per day, say).
         ids = frame.get_column(column).unique()
         bad = ids.filter(ids.str.contains(_CONTROL))
         if bad.len():
@@ -714,17 +921,23 @@ def _control_problems(frame: pl.DataFrame, source: Source) -> pl.DataFrame:
     return pl.concat(problems)
 
 
-def _date_problems(frame, source, day, horizon) -> pl.DataFrame:
-    if day is None or "date" not in frame.columns:
+def _date_problems(frame: pl.DataFrame, source: Source, day: dt.date | None) -> pl.DataFrame:
+    """Rows dated outside what the file of day `day` may hold (`Source.date_offsets`)."""
+    column = source.date_column
+    if day is None or column is None or column not in frame.columns:
         return _no_problems()
-    if source.name == "plans":
-        lo, hi = day + dt.timedelta(days=1), day + dt.timedelta(days=horizon or 10_000)
-        expected = f"between {lo} and {hi} (plans published on {day})"
-    else:
-        lo = hi = day
+    lo, hi = source.date_window(day)
+    if lo == hi == day:
         expected = f"{day} (the file's partition)"
-    bad = frame.filter((pl.col("date") < lo) | (pl.col("date") > hi)).select(ROW, "date")
-    return _problems(bad, "outside_partition", "date", expected)
+    elif hi is None:
+        expected = f"on or after {lo} ({source.name} published on {day})"
+    else:
+        expected = f"between {lo} and {hi} ({source.name} published on {day})"
+    outside = pl.col(column) < lo
+    if hi is not None:
+        outside |= pl.col(column) > hi
+    bad = frame.filter(outside).select(ROW, column)
+    return _problems(bad, "outside_partition", column, expected)
 
 
 _RULE_TEXT = {
@@ -741,7 +954,7 @@ _RULE_TEXT = {
 
 
 def problem_text(problem: dict) -> str:
-    """`row 3, column 'units': below the minimum (-2.0); expected >= 0 [negative]`."""
+    """`row 3, column 'amount': below the minimum (-2.0); expected >= 0 [negative]`."""
     text = problem["value"]
     if text is not None and len(text) > MAX_VALUE_CHARS:
         text = f"{text[:MAX_VALUE_CHARS]}... ({len(text)} characters)"
@@ -756,7 +969,7 @@ def load_landing_file(
     path: Path,
     source: Source,
     day: dt.date | None = None,
-    horizon: int | None = None,
+    *,
     policy: QuarantinePolicy = STRICT,
     content: bytes | None = None,
 ) -> LoadedFile:
@@ -764,10 +977,10 @@ def load_landing_file(
 
     Structural problems (name, encoding, parse errors, columns) always fail the file. Row
     problems fail it too unless the policy quarantines that rule and the file's share of
-    quarantined rows stays within `policy.max_fraction`. For daily sources the rows must
-    belong to the file's partition: sales rows carry the partition date, plan rows target
-    dates in (day, day + horizon]. `content`, when given, is the file's bytes already read
-    (so what is validated is exactly what was hashed for the ingestion log).
+    quarantined rows stays within `policy.max_fraction`. For daily sources the rows' dates
+    must lie in what the file of `day` may hold (`Source.date_offsets`). `content`, when
+    given, is the file's bytes already read (so what is validated is exactly what was hashed
+    for the ingestion log).
     """
     source.partition_of(path.name)
     if content is None:
@@ -785,7 +998,7 @@ def load_landing_file(
             _row_rule_problems(parsed, source),
             _range_problems(parsed, source),
             _control_problems(parsed, source),
-            _date_problems(parsed, source, day, horizon),
+            _date_problems(parsed, source, day),
         ]
     ).sort(ROW, "column", maintain_order=True)
     bad_rows = problems[ROW].unique()
@@ -829,11 +1042,9 @@ def with_contract_columns(frame: pl.DataFrame, source: Source) -> pl.DataFrame:
     )
 
 
-def read_landing_file(
-    path: Path, source: Source, day: dt.date | None = None, horizon: int | None = None
-) -> pl.DataFrame:
+def read_landing_file(path: Path, source: Source, day: dt.date | None = None) -> pl.DataFrame:
     """The rows of a landing file under the strict policy: any problem fails the file."""
-    return load_landing_file(path, source, day, horizon).rows
+    return load_landing_file(path, source, day).rows
 
 
 def empty_frame(source: Source, columns: list[str] | None = None) -> pl.DataFrame:
@@ -844,27 +1055,24 @@ def empty_frame(source: Source, columns: list[str] | None = None) -> pl.DataFram
     return pl.DataFrame(schema=schema)
 
 
-# Sources whose ids must name series that sales already know, and the id columns compared.
-MATCHED_IDS = {"plans": SERIES_KEYS, "products": ("item_id",), "stores": ("store_id",)}
 _SHOWN_IDS = 3
 
 
-def unmatched_ids_problem(
-    frame: pl.DataFrame, source: Source, known_series: pl.DataFrame
-) -> str | None:
-    """The problem of a plans, products or stores file none of whose ids is one of the known
-    series (the distinct `store_id, item_id` of the stored sales), else None.
+def unmatched_ids_problem(frame: pl.DataFrame, source: Source, known: pl.DataFrame) -> str | None:
+    """The problem of a file none of whose ids matches the stored ones, else None.
 
-    Ids are compared as exact text: a file keyed `1` where sales say `S01`, or `s01`, would
-    otherwise join nothing and every feature from it would silently be null. One matching id
-    is enough (new products may be listed before they sell). No file rows, no known series
-    or another source: no problem.
+    `known` holds the `source.known_ids.columns` of the stored `source.known_ids.source`.
+    Ids are compared as exact text: a file keyed `1` where the stored source says `S01`, or
+    `s01`, would otherwise join nothing and everything joined from it would silently be
+    null. One matching id is enough (e.g. new products may be listed before they sell). No
+    rule, no file rows or nothing known: no problem.
     """
-    keys = list(MATCHED_IDS.get(source.name, ()))
-    if not keys or frame.is_empty() or known_series.is_empty():
+    rule = source.known_ids
+    if rule is None or frame.is_empty() or known.is_empty():
         return None
+    keys = list(rule.columns)
     ids = frame.select(keys).unique()
-    known = known_series.select(keys).unique()
+    known = known.select(keys).unique()
     if not ids.join(known, on=keys, how="semi", nulls_equal=False).is_empty():
         return None
 
@@ -874,7 +1082,7 @@ def unmatched_ids_problem(
 
     what = ", ".join(keys)
     return (
-        f"none of the {ids.height:,} distinct ({what}) of the file matches a series of the "
-        f"stored sales ({known.height:,} known); the file has e.g. {sample(ids)}, sales have "
-        f"e.g. {sample(known)} (ids are compared as exact text)"
+        f"none of the {ids.height:,} distinct ({what}) of the file matches the stored "
+        f"{rule.source} ({known.height:,} known); the file has e.g. {sample(ids)}, "
+        f"{rule.source} have e.g. {sample(known)} (ids are compared as exact text)"
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 
 from batch_ml.config import (
     ConfigError,
+    IngestLimits,
     check_known_keys,
     number_fields,
     parse_date,
@@ -25,8 +26,6 @@ from batch_ml.config import (
 )
 
 NAME = "forecasting"
-# Columns the product adds to stored source tables (plans: the day a plan was published).
-STORED_COLUMNS = ("plan_date",)
 FEATURE_LISTS = ("known_in_advance", "calendar", "product_attributes", "store_attributes")
 
 
@@ -139,12 +138,14 @@ def _features(section: dict) -> FeatureConfig:
 def _check_feature_columns(features: FeatureConfig) -> None:
     """Declared covariates and attributes are columns of the same frames as the contract's
     own columns (keys, target, dates) and of each other: a name may be used once."""
-    from batch_ml.platform.sources.contract import TARGET, sources  # it imports this module
+    # They import this module.
     from batch_ml.products.forecasting.features import ID_COLUMNS
+    from batch_ml.products.forecasting.sources import sources
 
-    base = sources(FeatureConfig())
-    reserved = {c for s in base.values() for c in (*s.required, *s.optional)}
-    reserved |= {TARGET, *STORED_COLUMNS, *ID_COLUMNS}
+    # The declared columns, and the columns the declarations add to stored tables (plan_date).
+    base = sources(FeatureConfig(), IngestLimits(), ForecastConfig().horizon)
+    reserved = {c for s in base.values() for c in (*s.columns, *filter(None, [s.day_column]))}
+    reserved |= set(ID_COLUMNS)
     # Sales files may carry the observed values of the known-in-advance covariates.
     observed_covariates = set(base["sales"].optional)
     owner: dict[str, str] = {}

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
-SERIES_KEYS = ("store_id", "item_id")
-TARGET = "units"
+from batch_ml.products.forecasting.sources import SERIES_KEYS, TARGET
+
 ID_COLUMNS = ("forecast_date", "target_date", "lead", "store_id", "item_id")
 BASELINE_COLUMNS = {
     "seasonal_naive": "baseline_seasonal_naive",
