@@ -313,7 +313,7 @@ def daily_floor(cfg) -> dict:
     from batch_ml.products.forecasting.assets.promotion import read_overrides
     from batch_ml.products.forecasting.features import BASELINE_COLUMNS, SERIES_KEYS, build_features
     from batch_ml.products.forecasting.metrics import evaluate_forecasts
-    from batch_ml.products.forecasting.training import BASELINE_PREFIX, load_booster, predict
+    from batch_ml.products.forecasting.training import BASELINE_PREFIX, predict
 
     day, key = NEW_DAY, NEW_DAY.isoformat()
     f, fc = cfg.features, cfg.forecast
@@ -373,7 +373,7 @@ def daily_floor(cfg) -> dict:
         version = serving_version(gate.collect(), read_overrides(tables), day, BASELINE_PREFIX)
         features = scan("demand_features", [key]).collect()
         started = time.perf_counter()
-        frame = predict(load_booster(models.load(version)), features, version)
+        frame = predict(models.load(version), features, version)
         steps["inference"] = {"seconds": time.perf_counter() - started, "rows": frame.height}
         tables.write("predictions", {key: frame})
         reference = models.load_card(version)["profile"]
@@ -543,7 +543,7 @@ def throughput_child(config: str, repeats: int) -> int:
     from batch_ml.platform.resources import ModelStore, TableStore
     from batch_ml.platform.storage.tables import UNPARTITIONED
     from batch_ml.products.forecasting.features import build_features
-    from batch_ml.products.forecasting.training import load_booster, predict
+    from batch_ml.products.forecasting.training import predict
 
     cfg = load_config(config)
     fc, f = cfg.forecast, cfg.features
@@ -590,9 +590,7 @@ def throughput_child(config: str, repeats: int) -> int:
     todays = features(day, day)
     # D's champion, as the daily run uses it.
     gate = tables.table("model_promotion").read([day.isoformat()])
-    booster = load_booster(
-        models.load(gate["champion_version"][0] or gate["challenger_version"][0])
-    )
+    booster = models.load(gate["champion_version"][0] or gate["challenger_version"][0])
     times = []
     for _ in range(repeats):
         seconds, _ = timed(lambda: predict(booster, todays, "bench"))

@@ -14,15 +14,11 @@ from batch_ml.platform.common import (
 from batch_ml.platform.monitoring.drift import MIN_SERIES, PREDICTION, psi_table
 from batch_ml.platform.partitions import partition_dates
 from batch_ml.platform.registry.gate import UndecidedWeekError, serving_version
+from batch_ml.platform.registry.model import Model
 from batch_ml.platform.resources import ModelStore, TableStore
 from batch_ml.products.forecasting.assets.promotion import OVERRIDES, read_overrides
 from batch_ml.products.forecasting.features import ID_COLUMNS, SERIES_KEYS
-from batch_ml.products.forecasting.training import (
-    BASELINE_PREFIX,
-    load_booster,
-    predict,
-    predict_baseline,
-)
+from batch_ml.products.forecasting.training import BASELINE_PREFIX, predict, predict_baseline
 
 GROUP = "predictions"
 KEYS = list(ID_COLUMNS)
@@ -80,7 +76,7 @@ def build(b: BuildContext) -> list:
     ):
         gate = model_promotion.collect()
         overrides = read_overrides(tables)
-        boosters: dict[str, object] = {}
+        boosters: dict[str, Model] = {}
         frames = []
         with measured(len(context.partition_keys)) as cost:
             for day in partition_dates(context):
@@ -93,7 +89,7 @@ def build(b: BuildContext) -> list:
                     frames.append(predict_baseline(features, version))
                     continue
                 if version not in boosters:
-                    boosters[version] = load_booster(model_store.load(version))
+                    boosters[version] = model_store.load(version)
                 frames.append(predict(boosters[version], features, version))
             frame = pl.concat(frames)
         leads = frame.group_by("forecast_date", "store_id", "item_id").len()

@@ -34,7 +34,6 @@ from batch_ml.platform.storage.tables import UNPARTITIONED
 from batch_ml.products.forecasting.training import (
     backtest_examples,
     backtest_wapes,
-    load_booster,
     training_examples,
 )
 
@@ -258,7 +257,7 @@ def build(b: BuildContext) -> list:
                 ).collect()
                 versions = {version} | ({state.champion} if state.champion else set())
                 for v in versions - boosters.keys():
-                    boosters[v] = load_booster(model_store.load(v))
+                    boosters[v] = model_store.load(v)
                 scores = backtest_wapes(examples, {v: boosters[v] for v in versions})
                 before_state = state
                 decision = decide(state, version, scores, margin)
