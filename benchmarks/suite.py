@@ -302,15 +302,15 @@ def daily_floor(cfg) -> dict:
 
     import polars as pl
 
-    from batch_ml.platform.common import peak_rss_mb, reset_peak_rss
+    from batch_ml.platform.common import OVERRIDES, peak_rss_mb, reset_peak_rss
     from batch_ml.platform.monitoring.drift import PREDICTION, psi_table
+    from batch_ml.platform.registry.assets import read_overrides
     from batch_ml.platform.registry.gate import serving_version
     from batch_ml.platform.resources import LandingZone, ModelStore, TableStore
     from batch_ml.platform.sources.assets import commit_ingestion, ingest_files
     from batch_ml.platform.sources.contract import QuarantinePolicy, sources
     from batch_ml.platform.storage.tables import UNPARTITIONED
     from batch_ml.products.forecasting.assets.predictions import DRIFT_SCHEMA, KEYS
-    from batch_ml.products.forecasting.assets.promotion import read_overrides
     from batch_ml.products.forecasting.features import BASELINE_COLUMNS, SERIES_KEYS, build_features
     from batch_ml.products.forecasting.metrics import evaluate_forecasts
     from batch_ml.products.forecasting.training import BASELINE_PREFIX, predict
@@ -370,7 +370,9 @@ def daily_floor(cfg) -> dict:
     @stage("forecast_job")
     def _forecast():
         gate = scan("model_promotion", [(day - dt.timedelta(days=day.weekday())).isoformat()])
-        version = serving_version(gate.collect(), read_overrides(tables), day, BASELINE_PREFIX)
+        version = serving_version(
+            gate.collect(), read_overrides(tables, OVERRIDES), day, BASELINE_PREFIX
+        )
         features = scan("demand_features", [key]).collect()
         started = time.perf_counter()
         frame = predict(models.load(version), features, version)

@@ -6,6 +6,7 @@ import polars as pl
 from batch_ml.platform.common import (
     BRING_UP_TO_DATE,
     BRING_UP_TO_DATE_DESPITE_OVERRIDES,
+    OVERRIDES,
     OWNERS,
     TRANSIENT_RETRY,
     BuildContext,
@@ -13,10 +14,10 @@ from batch_ml.platform.common import (
 )
 from batch_ml.platform.monitoring.drift import MIN_SERIES, PREDICTION, psi_table
 from batch_ml.platform.partitions import partition_dates
+from batch_ml.platform.registry.assets import read_overrides
 from batch_ml.platform.registry.gate import UndecidedWeekError, serving_version
 from batch_ml.platform.registry.model import Model
 from batch_ml.platform.resources import ModelStore, TableStore
-from batch_ml.products.forecasting.assets.promotion import OVERRIDES, read_overrides
 from batch_ml.products.forecasting.features import ID_COLUMNS, SERIES_KEYS
 from batch_ml.products.forecasting.training import BASELINE_PREFIX, predict, predict_baseline
 
@@ -75,7 +76,7 @@ def build(b: BuildContext) -> list:
         model_promotion: pl.LazyFrame,
     ):
         gate = model_promotion.collect()
-        overrides = read_overrides(tables)
+        overrides = read_overrides(tables, OVERRIDES)
         boosters: dict[str, Model] = {}
         frames = []
         with measured(len(context.partition_keys)) as cost:
