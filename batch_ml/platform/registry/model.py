@@ -33,7 +33,6 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
-import skops.io as sio
 from threadpoolctl import threadpool_limits
 
 VERSION_DIGITS = 16
@@ -445,6 +444,8 @@ class SklearnModel(Model):
 
     def to_bytes(self) -> bytes:
         if self._bytes is None:
+            import skops.io as sio  # here: importing it costs a second, and few need it
+
             meta = json.dumps({"features": self.features, "vectors": self.vectors})
             self._bytes = _canonical_skops(
                 sio.dumps(self.estimator), {MODEL_META: meta.encode("utf-8")}
@@ -453,6 +454,8 @@ class SklearnModel(Model):
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SklearnModel:
+        import skops.io as sio
+
         meta = json.loads(zipfile.ZipFile(io.BytesIO(data)).read(MODEL_META))
         untrusted = sio.get_untrusted_types(data=data)
         if untrusted:
