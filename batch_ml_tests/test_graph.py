@@ -109,4 +109,4 @@ def test_weekly_runs_one_week_at_a_time_extend_the_gate(small_project):
     assert table.read().sort("model_week")["model_week"].to_list() == weeks
     assert table.read([weeks[0].isoformat()])["champion_before"][0] is None
     assert table.schema()["champion_before"] == pl.String
-    assert table.schema()["champion_wape"] == pl.Float64
+    assert table.schema()["champion_score"] == pl.Float64

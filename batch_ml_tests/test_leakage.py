@@ -21,7 +21,7 @@ from batch_ml.products.forecasting.leakage import (
     training_leakage,
 )
 from batch_ml.products.forecasting.training import (
-    load_booster,
+    load_model,
     predict,
     train_model,
     training_examples,
@@ -215,7 +215,7 @@ def test_a_forecast_does_not_change_when_data_after_its_origin_changes(project, 
 
     def forecast(model_text: str, frame: pl.DataFrame) -> pl.DataFrame:
         rows = frame.filter(pl.col("forecast_date") == origin)
-        return predict(load_booster(model_text), rows, "v")
+        return predict(load_model(model_text), rows, "v")
 
     before = forecast(original.model_text, build(**frames))
     assert not before.is_empty()
@@ -228,11 +228,11 @@ def test_training_is_deterministic_and_uses_its_seed(project, features, week_mod
     twice = train_model(examples, seed=42, num_threads=2)
     assert twice.model_text == model.model_text and twice.version == model.version
     assert twice.data_version == model.data_version
-    same = predict(load_booster(twice.model_text), rows, "v")
-    assert same.equals(predict(load_booster(model.model_text), rows, "v"))
+    same = predict(load_model(twice.model_text), rows, "v")
+    assert same.equals(predict(load_model(model.model_text), rows, "v"))
 
     other = train_model(examples, seed=7, num_threads=2)
     # bagging_fraction / feature_fraction 0.8 draw different rows and features per seed:
     # different trees, not only a different `seed` line in the parameters section.
     assert _trees(other.model_text) != _trees(model.model_text)
-    assert not predict(load_booster(other.model_text), rows, "v").equals(same)
+    assert not predict(load_model(other.model_text), rows, "v").equals(same)

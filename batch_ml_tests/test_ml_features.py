@@ -116,7 +116,7 @@ def test_training_is_deterministic_and_beats_seasonal_naive(simulated):
     assert first.features == feature_columns(examples.columns)
 
     future = feats.filter(pl.col("forecast_date") >= cutoff)
-    preds = predict(first.booster, future, first.version)
+    preds = predict(first.model, future, first.version)
     assert preds.height == future.height and preds["prediction"].min() >= 0
     assert preds["model_version"].unique().to_list() == [first.version]
     scored = preds.join(future, on=["forecast_date", "target_date", "store_id", "item_id"])

@@ -469,11 +469,12 @@ def analyse(cfg: ProjectConfig) -> dict:
     decisions = Counter(gate["decision"].to_list())
     # What the gate saw: the champion's backtest WAPE after each decision vs the better
     # baseline on the same backtest rows (a small backtest favours the lucky challenger).
-    seen = gate.filter(pl.col("champion_after_wape").is_not_null()).select(
+    # (the gate's scores are WAPEs: forecasting's policy)
+    seen = gate.filter(pl.col("champion_after_score").is_not_null()).select(
         (
             1
-            - pl.col("champion_after_wape")
-            / pl.min_horizontal("seasonal_naive_wape", "moving_average_wape")
+            - pl.col("champion_after_score")
+            / pl.min_horizontal("seasonal_naive_score", "moving_average_score")
         ).alias("gain")
     )
     promoted = gate.filter(pl.col("decision") == "promoted")
@@ -481,10 +482,10 @@ def analyse(cfg: ProjectConfig) -> dict:
         {
             "model_week": r["model_week"].isoformat(),
             "decision": r["decision"],
-            "challenger_wape": _f(r["challenger_wape"]),
-            "champion_wape": _f(r["champion_wape"]),
-            "seasonal_naive_wape": _f(r["seasonal_naive_wape"]),
-            "moving_average_wape": _f(r["moving_average_wape"]),
+            "challenger_wape": _f(r["challenger_score"]),
+            "champion_wape": _f(r["champion_score"]),
+            "seasonal_naive_wape": _f(r["seasonal_naive_score"]),
+            "moving_average_wape": _f(r["moving_average_score"]),
             "reason": r["reason"],
         }
         for r in gate.iter_rows(named=True)

@@ -303,19 +303,19 @@ def daily_floor(cfg) -> dict:
 
     import polars as pl
 
-    from batch_ml.platform.common import peak_rss_mb, reset_peak_rss
+    from batch_ml.platform.common import OVERRIDES, peak_rss_mb, reset_peak_rss
     from batch_ml.platform.monitoring.drift import PREDICTION, psi_table
+    from batch_ml.platform.registry.assets import read_overrides
     from batch_ml.platform.registry.gate import serving_version
     from batch_ml.platform.resources import LandingZone, ModelStore, TableStore
     from batch_ml.platform.sources.assets import commit_ingestion, ingest_files
     from batch_ml.platform.sources.contract import QuarantinePolicy
     from batch_ml.platform.storage.tables import UNPARTITIONED
     from batch_ml.products.forecasting.assets.predictions import DRIFT_SCHEMA, KEYS
-    from batch_ml.products.forecasting.assets.promotion import read_overrides
     from batch_ml.products.forecasting.features import BASELINE_COLUMNS, SERIES_KEYS, build_features
     from batch_ml.products.forecasting.metrics import evaluate_forecasts
     from batch_ml.products.forecasting.sources import PLAN_DATE, project_sources
-    from batch_ml.products.forecasting.training import BASELINE_PREFIX, load_booster, predict
+    from batch_ml.products.forecasting.training import BASELINE_PREFIX, predict
 
     day, key = NEW_DAY, NEW_DAY.isoformat()
     f, fc = cfg.features, cfg.forecast
@@ -372,10 +372,12 @@ def daily_floor(cfg) -> dict:
     @stage("forecast_job")
     def _forecast():
         gate = scan("model_promotion", [(day - dt.timedelta(days=day.weekday())).isoformat()])
-        version = serving_version(gate.collect(), read_overrides(tables), day, BASELINE_PREFIX)
+        version = serving_version(
+            gate.collect(), read_overrides(tables, OVERRIDES), day, BASELINE_PREFIX
+        )
         features = scan("demand_features", [key]).collect()
         started = time.perf_counter()
-        frame = predict(load_booster(models.load(version)), features, version)
+        frame = predict(models.load(version), features, version)
         steps["inference"] = {"seconds": time.perf_counter() - started, "rows": frame.height}
         tables.write("predictions", {key: frame})
         reference = models.load_card(version)["profile"]
@@ -545,7 +547,7 @@ def throughput_child(config: str, repeats: int) -> int:
     from batch_ml.platform.resources import ModelStore, TableStore
     from batch_ml.platform.storage.tables import UNPARTITIONED
     from batch_ml.products.forecasting.features import build_features
-    from batch_ml.products.forecasting.training import load_booster, predict
+    from batch_ml.products.forecasting.training import predict
 
     cfg = load_config(config)
     fc, f = cfg.forecast, cfg.features
@@ -592,9 +594,7 @@ def throughput_child(config: str, repeats: int) -> int:
     todays = features(day, day)
     # D's champion, as the daily run uses it.
     gate = tables.table("model_promotion").read([day.isoformat()])
-    booster = load_booster(
-        models.load(gate["champion_version"][0] or gate["challenger_version"][0])
-    )
+    booster = models.load(gate["champion_version"][0] or gate["challenger_version"][0])
     times = []
     for _ in range(repeats):
         seconds, _ = timed(lambda: predict(booster, todays, "bench"))

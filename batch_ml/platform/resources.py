@@ -13,6 +13,14 @@ from typing import get_origin
 import dagster as dg
 import polars as pl
 
+from batch_ml.platform.registry.model import (
+    FLAVOURS,
+    LightGBMModel,
+    Model,
+    ModelCard,
+    content_version,
+    load_model,
+)
 from batch_ml.platform.storage.tables import (
     NO_CHANGES,
     UNPARTITIONED,
@@ -34,43 +42,70 @@ class LandingZone(dg.ConfigurableResource):
         return Path(self.root)
 
 
+class ModelStoreError(ValueError):
+    """A model that is not in the store, or whose bytes are not its version's."""
+
+
 class ModelStore(dg.ConfigurableResource):
-    """LightGBM model files, one per content-derived version, written atomically."""
+    """Models of any flavour (platform/registry/model.py), one file per content-derived
+    version (`<version><flavour suffix>`), each with its card `<version>.json`; written
+    atomically, and checked against their version when read."""
 
     root: str
 
-    def path(self, version: str) -> Path:
+    def _folder(self, version: str) -> Path:
         if not version.isalnum():
             raise ValueError(f"invalid model version {version!r}")
-        return Path(self.root) / f"{version}.txt"
+        return Path(self.root)
 
-    def save(self, version: str, model_text: str) -> Path:
-        target = self.path(version)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            return target  # same version, same bytes
-        tmp = target.with_name(f".{version}.{uuid.uuid4().hex}.tmp")
-        tmp.write_text(model_text, encoding="utf-8")
-        os.replace(tmp, target)
-        return target
-
-    def load(self, version: str) -> str:
-        return self.path(version).read_text(encoding="utf-8")
+    def path(self, version: str, flavour: str | None = None) -> Path:
+        """The model file (`flavour` defaults to the one its card names)."""
+        folder = self._folder(version)
+        flavour = flavour or self.load_card(version).get("flavour", LightGBMModel.flavour)
+        if flavour not in FLAVOURS:
+            raise ModelStoreError(f"model {version}: unknown flavour {flavour!r}")
+        return folder / f"{version}{FLAVOURS[flavour].suffix}"
 
     def card_path(self, version: str) -> Path:
-        return self.path(version).with_suffix(".json")
+        return self._folder(version) / f"{version}.json"
 
-    def save_card(self, version: str, card: dict) -> Path:
-        """The model card beside the model file: parameters, features, importance, drift
-        reference. Content-derived like the model, so rewriting it is idempotent."""
-        target = self.card_path(version)
-        tmp = target.with_name(f".{version}.{uuid.uuid4().hex}.tmp")
-        tmp.write_text(json.dumps(card, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, target)
+    def save(self, data: bytes, card: ModelCard) -> Path:
+        """Store a model's bytes (kept if already there: same version, same bytes) and its
+        card (rewritten: the card of the latest fit wins)."""
+        if content_version(data) != card.version:
+            raise ModelStoreError(f"the bytes given are not the model of version {card.version}")
+        target = self.path(card.version, card.flavour)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            _write_atomically(target, data)
+        _write_atomically(self.card_path(card.version), card.to_json().encode("utf-8"))
         return target
 
+    def load_bytes(self, version: str) -> bytes:
+        if not self.card_path(version).exists():
+            raise ModelStoreError(f"no model of version {version} in {self.root}")
+        path = self.path(version)
+        data = path.read_bytes()
+        if content_version(data) != version:
+            raise ModelStoreError(f"{path} does not hash to its version {version}: changed")
+        return data
+
+    def load(self, version: str) -> Model:
+        data = self.load_bytes(version)
+        return load_model(self.load_card(version).get("flavour", LightGBMModel.flavour), data)
+
     def load_card(self, version: str) -> dict:
-        return json.loads(self.card_path(version).read_text(encoding="utf-8"))
+        """The card as stored (a product's details are top-level keys)."""
+        path = self.card_path(version)
+        if not path.exists():
+            raise ModelStoreError(f"no model of version {version} in {self.root}")
+        return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
 
 
 class TableStore(dg.ConfigurableResource):

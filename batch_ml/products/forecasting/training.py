@@ -1,21 +1,21 @@
-"""Training and inference with LightGBM (pure functions, no Dagster).
+"""Training and inference of the demand model (pure functions, no Dagster).
 
-One direct multi-horizon model: the lead is a feature. Training is deterministic for the
-same data, parameters, seed and thread count (LightGBM `deterministic=True`).
+One direct multi-horizon model: the lead is a feature. The model is the registry's LightGBM
+flavour (platform/registry/model.py); training is deterministic for the same data,
+parameters, seed and thread count (LightGBM `deterministic=True`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from dataclasses import dataclass, field
 
-import lightgbm as lgb
 import numpy as np
 import polars as pl
 
 from batch_ml.platform.monitoring.drift import PREDICTION, profile
+from batch_ml.platform.registry.model import LightGBMModel, Model, ModelCard
 from batch_ml.products.forecasting.features import (
     BASELINE_COLUMNS,
     SERIES_KEYS,
@@ -25,6 +25,8 @@ from batch_ml.products.forecasting.features import (
 )
 from batch_ml.products.forecasting.metrics import accuracy
 
+# The demand model's hyperparameters: forecasting's defaults, in one place. `train_model`
+# takes them as a dict (the project's config can replace them), plus the seed and threads.
 DEFAULT_PARAMS = {
     "objective": "tweedie",
     "tweedie_variance_power": 1.2,
@@ -54,10 +56,7 @@ class NotEnoughDataError(ValueError):
 
 @dataclass(frozen=True)
 class TrainedModel:
-    booster: lgb.Booster
-    features: list[str]
-    params: dict
-    best_iteration: int
+    model: LightGBMModel
     train_rows: int
     valid_rows: int
     validation: dict[str, float] = field(default_factory=dict)
@@ -66,13 +65,26 @@ class TrainedModel:
     data_version: str = ""  # content hash of the training examples
 
     @property
+    def features(self) -> list[str]:
+        return self.model.features
+
+    @property
+    def params(self) -> dict:
+        return self.model.params
+
+    @property
+    def best_iteration(self) -> int:
+        return self.model.num_iteration
+
+    @property
     def model_text(self) -> str:
-        return self.booster.model_to_string(num_iteration=self.best_iteration)
+        return self.model.model_text
 
     @property
     def version(self) -> str:
-        """Content-derived version: the same model bytes always get the same id."""
-        return hashlib.sha256(self.model_text.encode("utf-8")).hexdigest()[:16]
+        """Content-derived version: the hash of the model text, so the same model bytes
+        always get the same id."""
+        return self.model.version
 
 
 def training_examples(
@@ -93,16 +105,11 @@ def training_examples(
     )
 
 
-def _matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
-    # float32: LightGBM bins the values anyway; half the memory of float64 and the same
-    # matrix type in training and inference, so a split threshold sees the same values.
-    return frame.select(pl.col(c).cast(pl.Float32) for c in columns).to_numpy()
-
-
 def train_model(
     examples: pl.DataFrame, seed: int, num_threads: int, params: dict | None = None
 ) -> TrainedModel:
-    """Fit on all but the last VALIDATION_DAYS target days; stop early on those days."""
+    """Fit on all but the last VALIDATION_DAYS target days; stop early on those days.
+    `params` replace forecasting's DEFAULT_PARAMS key by key."""
     if examples.is_empty():
         raise NotEnoughDataError("no training examples in the training window")
     # Sorted by target day first, so the training and validation rows are two slices (views,
@@ -117,44 +124,31 @@ def train_model(
             f"{train.height} training and {valid.height} validation rows: need more history"
         )
     features = feature_columns(examples.columns)
-    categorical = categorical_columns(features)
-    full_params = {**DEFAULT_PARAMS, **(params or {}), "seed": seed, "num_threads": num_threads}
-    dtrain = lgb.Dataset(
-        _matrix(train, features),
-        label=train[TARGET].to_numpy(),
-        feature_name=features,
-        categorical_feature=categorical,
-        params={"verbosity": -1},
+    model = LightGBMModel.fit(
+        train,
+        TARGET,
+        features,
+        {**DEFAULT_PARAMS, **(params or {})},
+        seed=seed,
+        threads=num_threads,
+        valid=valid,
+        categorical=categorical_columns(features),
+        rounds=MAX_ROUNDS,
+        early_stopping_rounds=EARLY_STOPPING_ROUNDS,
     )
-    dvalid = lgb.Dataset(_matrix(valid, features), label=valid[TARGET].to_numpy(), reference=dtrain)
-    booster = lgb.train(
-        full_params,
-        dtrain,
-        num_boost_round=MAX_ROUNDS,
-        valid_sets=[dvalid],
-        callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
-    )
-    best = booster.best_iteration or MAX_ROUNDS
-    scored = valid.with_columns(
-        prediction=pl.Series(_predict_array(booster, valid, features, best))
-    )
+    scored = valid.with_columns(prediction=pl.Series(_forecast(model, valid)))
     validation = {
         f"valid_wape_{method}": accuracy(scored, column)["wape"]
         for method, column in {"model": "prediction", **BASELINE_COLUMNS}.items()
     }
-    gains = booster.feature_importance("gain", iteration=best)
+    gains = model.booster.feature_importance("gain", iteration=model.num_iteration)
     total = float(gains.sum()) or 1.0
     importance = {f: round(float(g) / total, 6) for f, g in zip(features, gains, strict=True)}
     top = sorted(features, key=lambda f: (-importance[f], f))[:PROFILED_FEATURES]
     sample = train.gather_every(max(1, train.height // PROFILE_ROWS))  # deterministic
-    fitted = sample.select(top).with_columns(
-        pl.Series(PREDICTION, _predict_array(booster, sample, features, best))
-    )
+    fitted = sample.select(top).with_columns(pl.Series(PREDICTION, _forecast(model, sample)))
     return TrainedModel(
-        booster,
-        features,
-        full_params,
-        best,
+        model,
         train.height,
         valid.height,
         validation,
@@ -171,42 +165,39 @@ def data_version(frame: pl.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
-def backtest_examples(examples: pl.LazyFrame, week: dt.date) -> pl.LazyFrame:
-    """The gate's backtest rows for the model of `week`: targets in the VALIDATION_DAYS days
-    before the week (the challenger only early-stopped on them; earlier models never saw them).
-    """
-    start = week - dt.timedelta(days=VALIDATION_DAYS)
+def backtest_examples(
+    examples: pl.LazyFrame, week: dt.date, days: int = VALIDATION_DAYS
+) -> pl.LazyFrame:
+    """The gate's backtest rows for the model of `week`: targets in the `days` days before
+    the week (the challenger only early-stopped on the last VALIDATION_DAYS of them; earlier
+    models never saw them)."""
+    start = week - dt.timedelta(days=days)
     return examples.filter(pl.col("target_date").is_between(start, week, closed="left"))
 
 
-def backtest_wapes(examples: pl.DataFrame, boosters: dict[str, lgb.Booster]) -> dict[str, float]:
+def backtest_wapes(examples: pl.DataFrame, models: dict[str, Model]) -> dict[str, float]:
     """WAPE of each model (by version) and of the baselines on the same backtest rows."""
     scores = {
         method: accuracy(examples, column)["wape"] for method, column in BASELINE_COLUMNS.items()
     }
-    for version, booster in boosters.items():
-        forecast = predict(booster, examples, version)["prediction"]
+    for version, model in models.items():
+        forecast = predict(model, examples, version)["prediction"]
         scores[version] = accuracy(examples.with_columns(forecast=forecast), "forecast")["wape"]
     return scores
 
 
-def _predict_array(booster, frame: pl.DataFrame, features: list[str], iteration: int):
-    if frame.is_empty():
-        return np.zeros(0)
-    return np.clip(booster.predict(_matrix(frame, features), num_iteration=iteration), 0, None)
+def _forecast(model: Model, frame: pl.DataFrame) -> np.ndarray:
+    """Units sold cannot be negative: the model's values clipped at 0."""
+    return np.clip(model.predict(frame), 0, None)
 
 
-def load_booster(model_text: str) -> lgb.Booster:
-    return lgb.Booster(model_str=model_text)
+def load_model(model_text: str) -> LightGBMModel:
+    return LightGBMModel.from_bytes(model_text.encode("utf-8"))
 
 
-def predict(booster: lgb.Booster, features: pl.DataFrame, model_version: str) -> pl.DataFrame:
+def predict(model: Model, features: pl.DataFrame, model_version: str) -> pl.DataFrame:
     """Forecast rows for a feature frame: one row per origin, target day and series."""
-    names = booster.feature_name()
-    missing = [c for c in names if c not in features.columns]
-    if missing:
-        raise ValueError(f"feature frame lacks model inputs {missing}")
-    values = _predict_array(booster, features, names, booster.current_iteration())
+    values = _forecast(model, features)
     return features.select("forecast_date", "target_date", "lead", *SERIES_KEYS).with_columns(
         prediction=pl.Series(values, dtype=pl.Float64),
         model_version=pl.lit(model_version),
@@ -228,19 +219,18 @@ def predict_baseline(features: pl.DataFrame, version: str) -> pl.DataFrame:
     ).with_columns(model_version=pl.lit(version))
 
 
-def model_card(model: TrainedModel, window: tuple[dt.date, dt.date]) -> dict:
-    return {
-        "version": model.version,
-        "features": model.features,
-        "params": model.params,
-        "best_iteration": model.best_iteration,
-        "train_rows": model.train_rows,
-        "valid_rows": model.valid_rows,
-        "window_start": window[0].isoformat(),
-        "window_end": window[1].isoformat(),
-        **model.validation,
-    }
-
-
-def dumps_card(card: dict) -> str:
-    return json.dumps(card, indent=1, sort_keys=True)
+def model_card(model: TrainedModel, window: tuple[dt.date, dt.date]) -> ModelCard:
+    """The registry's card: window, training data version, validation WAPEs, and forecasting's
+    details (importance and the drift reference read by reports and drift checks)."""
+    return model.model.card(
+        window=window,
+        data_versions={"training_examples": model.data_version},
+        validation=model.validation,
+        details={
+            "best_iteration": model.best_iteration,
+            "train_rows": model.train_rows,
+            "valid_rows": model.valid_rows,
+            "importance": model.importance,
+            "profile": model.profile,
+        },
+    )

@@ -152,7 +152,9 @@ def build(b: BuildContext) -> list:
                     pl.col("forecast_date").alias("date"), "variable", "psi"
                 ).collect(),
                 importance=_importance(model_store, champion),
-                decisions=decisions.select(DECISION_COLUMNS),
+                decisions=decisions.select(
+                    pl.col(column).alias(name) for name, column in DECISION_COLUMNS.items()
+                ),
             )
             report = write_evaluation_report(inputs, Path(b.cfg.paths.reports))
         headline = {k: v for k, v in report.headline.items() if math.isfinite(v)}
@@ -174,17 +176,18 @@ def build(b: BuildContext) -> list:
 
 
 SERIES_DAYS = 56  # actual vs forecast plots show the last eight weeks
-DECISION_COLUMNS = [
-    "model_week",
-    "challenger_version",
-    "decision",
-    "challenger_wape",
-    "champion_wape",
-    "seasonal_naive_wape",
-    "moving_average_wape",
-    "champion_version",
-    "reason",
-]
+# The report's names for the gate's columns (forecasting's gate scores are WAPEs).
+DECISION_COLUMNS = {
+    "model_week": "model_week",
+    "challenger_version": "challenger_version",
+    "decision": "decision",
+    "challenger_wape": "challenger_score",
+    "champion_wape": "champion_score",
+    "seasonal_naive_wape": "seasonal_naive_score",
+    "moving_average_wape": "moving_average_score",
+    "champion_version": "champion_version",
+    "reason": "reason",
+}
 
 
 def _lead_one_series(

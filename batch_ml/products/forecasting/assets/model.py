@@ -4,7 +4,6 @@ import datetime as dt
 import json
 
 import dagster as dg
-import lightgbm as lgb
 import polars as pl
 
 from batch_ml.platform.common import (
@@ -45,8 +44,9 @@ def build(b: BuildContext) -> list:
             f"partition's Monday, trained on forecast origins of the {fc.training_weeks} weeks "
             "before it with targets strictly before the week starts (no leakage), early-stopped "
             "on the last 14 target days. The model file is stored under data/models/<version>.txt "
-            "(version = hash of the model's bytes) with its card <version>.json (parameters, "
-            "features, importance, drift reference). The rows are the model registry: warehouse "
+            "(version = hash of the model's bytes) with its card <version>.json (flavour, "
+            "parameters, features, window, data version, validation, importance, drift "
+            "reference). The rows are the model registry: warehouse "
             "view `demand_model` (version, window, training-data hash, validation WAPEs)."
         ),
     )
@@ -71,17 +71,8 @@ def build(b: BuildContext) -> list:
                 model = train_model(
                     examples.collect(engine="streaming"), seed=fc.seed, num_threads=fc.num_threads
                 )
-                path = model_store.save(model.version, model.model_text)
-                card = model_store.save_card(
-                    model.version,
-                    {
-                        **model_card(model, (start, week - dt.timedelta(days=1))),
-                        "importance": model.importance,
-                        "profile": model.profile,
-                        "data_version": model.data_version,
-                        "lightgbm": lgb.__version__,
-                    },
-                )
+                card = model_card(model, (start, week - dt.timedelta(days=1)))
+                path = model_store.save(model.model.to_bytes(), card)
                 rows.append(
                     {
                         "model_week": week,
@@ -96,9 +87,9 @@ def build(b: BuildContext) -> list:
                         "params": json.dumps(model.params, sort_keys=True),
                         "importance": json.dumps(model.importance, sort_keys=True),
                         "data_version": model.data_version,
-                        "lightgbm_version": lgb.__version__,
+                        "lightgbm_version": card.library_version,
                         "model_path": str(path),
-                        "card_path": str(card),
+                        "card_path": str(model_store.card_path(model.version)),
                     }
                 )
                 context.log.info(

@@ -6,6 +6,7 @@ import polars as pl
 from batch_ml.platform.common import (
     BRING_UP_TO_DATE,
     BRING_UP_TO_DATE_DESPITE_OVERRIDES,
+    OVERRIDES,
     OWNERS,
     TRANSIENT_RETRY,
     BuildContext,
@@ -13,16 +14,12 @@ from batch_ml.platform.common import (
 )
 from batch_ml.platform.monitoring.drift import MIN_SERIES, PREDICTION, psi_table
 from batch_ml.platform.partitions import partition_dates
+from batch_ml.platform.registry.assets import read_overrides
 from batch_ml.platform.registry.gate import UndecidedWeekError, serving_version
+from batch_ml.platform.registry.model import Model
 from batch_ml.platform.resources import ModelStore, TableStore
-from batch_ml.products.forecasting.assets.promotion import OVERRIDES, read_overrides
 from batch_ml.products.forecasting.features import ID_COLUMNS, SERIES_KEYS
-from batch_ml.products.forecasting.training import (
-    BASELINE_PREFIX,
-    load_booster,
-    predict,
-    predict_baseline,
-)
+from batch_ml.products.forecasting.training import BASELINE_PREFIX, predict, predict_baseline
 
 GROUP = "predictions"
 KEYS = list(ID_COLUMNS)
@@ -79,8 +76,8 @@ def build(b: BuildContext) -> list:
         model_promotion: pl.LazyFrame,
     ):
         gate = model_promotion.collect()
-        overrides = read_overrides(tables)
-        boosters: dict[str, object] = {}
+        overrides = read_overrides(tables, OVERRIDES)
+        boosters: dict[str, Model] = {}
         frames = []
         with measured(len(context.partition_keys)) as cost:
             for day in partition_dates(context):
@@ -93,7 +90,7 @@ def build(b: BuildContext) -> list:
                     frames.append(predict_baseline(features, version))
                     continue
                 if version not in boosters:
-                    boosters[version] = load_booster(model_store.load(version))
+                    boosters[version] = model_store.load(version)
                 frames.append(predict(boosters[version], features, version))
             frame = pl.concat(frames)
         leads = frame.group_by("forecast_date", "store_id", "item_id").len()
