@@ -27,13 +27,14 @@ import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import lightgbm as lgb
 import numpy as np
 import polars as pl
-import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 VERSION_DIGITS = 16
 
@@ -226,6 +227,10 @@ class LightGBMModel(Model):
     ) -> LightGBMModel:
         """Boost up to `rounds` trees; with `valid`, stop once its metric has not improved for
         `early_stopping_rounds`. `group` names a ranking query's column (lambdarank)."""
+        # Imported where used: with scikit-learn installed, `import lightgbm` costs about a
+        # second, which every run worker that only ingests would otherwise pay.
+        import lightgbm as lgb
+
         features = list(features)
         _check_columns(train, [*features, target], "the training frame")
         full_params = {**params, "seed": seed, "num_threads": threads}
@@ -288,6 +293,8 @@ class LightGBMModel(Model):
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LightGBMModel:
+        import lightgbm as lgb
+
         booster = lgb.Booster(model_str=data.decode("utf-8"))
         model = cls(booster, booster.current_iteration(), booster.params)
         model._text = data.decode("utf-8")
@@ -299,6 +306,8 @@ class LightGBMModel(Model):
 
 def sparse_vectors(frame: pl.DataFrame, column: str, width: int):
     """A List(Struct{index, value}) column as a CSR matrix of `width` columns."""
+    import scipy.sparse as sp
+
     lengths = frame[column].list.len().fill_null(0).to_numpy()
     flat = frame.select(pl.col(column).explode().struct.unnest()).drop_nulls()
     indices = flat["index"].to_numpy()
@@ -321,6 +330,8 @@ def _sklearn_matrix(frame: pl.DataFrame, features: Sequence[str], vectors: Mappi
     dense = frame.select(pl.col(c).cast(pl.Float64) for c in numeric).to_numpy()
     if not vectors:
         return dense
+    import scipy.sparse as sp
+
     blocks = [sparse_vectors(frame, c, vectors[c]) for c in features if c in vectors]
     return sp.hstack([sp.csr_matrix(dense), *blocks], format="csr")
 
