@@ -31,6 +31,7 @@ from batch_ml.platform.registry.gate import (
 )
 from batch_ml.platform.resources import ModelStore, TableStore
 from batch_ml.platform.storage.tables import UNPARTITIONED
+from batch_ml.products.forecasting.partitions import ForecastMappings
 from batch_ml.products.forecasting.training import (
     backtest_examples,
     backtest_wapes,
@@ -103,6 +104,7 @@ def _is_valid(row: dict) -> bool:
 
 
 def build(b: BuildContext) -> list:
+    maps = ForecastMappings.from_config(b.cfg)
     margin = b.cfg.promotion.margin
     tz = ZoneInfo(b.cfg.timezone)
 
@@ -205,9 +207,9 @@ def build(b: BuildContext) -> list:
         metadata={"partition_column": "model_week"},
         ins={
             "demand_model": dg.AssetIn(),
-            "demand_features": dg.AssetIn(partition_mapping=b.parts.backtest_origins),
-            "sales": dg.AssetIn(partition_mapping=b.parts.backtest_targets),
-            "model_promotion": dg.AssetIn(partition_mapping=b.parts.previous_week),
+            "demand_features": dg.AssetIn(partition_mapping=maps.backtest_origins),
+            "sales": dg.AssetIn(partition_mapping=maps.backtest_targets),
+            "model_promotion": dg.AssetIn(partition_mapping=maps.previous_week),
         },
         deps=[OVERRIDES],
         check_specs=[
