@@ -218,9 +218,6 @@ def run_scenario(tmp_path, monkeypatch, capsys):
         for asset in (*AUTOMATED, REPORT):
             events[asset] = wait_for(f"{asset} materialized", automated(asset), services, deadline)
             timings[f"drop_to_{asset}"] = int(events[asset]["timestamp"]) / 1000 - dropped_at
-        timings["ingest_done_to_predictions"] = (
-            timings["drop_to_predictions"] - timings["drop_to_ingest_done"]
-        )
 
         # Once every run has ended (a materialization precedes its run's end: blocking checks
         # run after it), the next automation tick requests nothing: all is up to date.

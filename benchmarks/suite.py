@@ -287,7 +287,7 @@ def daily_dagster(cfg) -> dict:
     defs = build_definitions(cfg)
     stages, assets = {}, {}
     with dg.DagsterInstance.get() as instance:
-        for job, assets in STAGES.items():
+        for job, selection in STAGES.items():
             reset_peak_rss()
             started = time.perf_counter()
             with event_store.event_store_cost() as events:
@@ -295,7 +295,7 @@ def daily_dagster(cfg) -> dict:
                     instance=instance,
                     partition_key=NEW_DAY.isoformat(),
                     run_config=QUIET_LOGS,
-                    asset_selection=[dg.AssetKey(a) for a in assets],
+                    asset_selection=[dg.AssetKey(a) for a in selection],
                 )
             stages[job] = {
                 "seconds": time.perf_counter() - started,
