@@ -16,7 +16,6 @@ import warnings
 from pathlib import Path
 
 from batch_ml.config import ProjectConfig, load_config
-from batch_ml.platform.partitions import RANGE_END, RANGE_START
 from batch_ml.platform.sources.landing import discover
 from batch_ml.platform.storage.files import exclusive_lock
 from batch_ml.products.forecasting.demo import spec_from_config, write_landing
@@ -108,41 +107,41 @@ def _sales_days(cfg: ProjectConfig) -> tuple[dt.date, dt.date]:
 
 
 def run_pipeline(cfg: ProjectConfig, instance) -> dict:
-    """Materialize the whole graph for the period that has sales files, one run per stage.
+    """Materialize the whole graph for the period that has sales files, in the fewest runs.
 
-    Each stage runs as one run over its whole partition range (assets process a range in one
-    step), so the instance records every partition and the UI shows them with their runs.
+    The stages come from the product's declaration (`catch_up_stages`): the reference data,
+    the daily assets the weekly ones read over every day, the weekly assets over every week,
+    the rest of the daily chain over every day, the report. Each stage is one run over its
+    whole partition range (assets process a range in one step), so the instance records
+    every partition and the UI shows them with their runs.
     """
+    import dagster as dg
+
     from batch_ml.definitions import build_definitions
+    from batch_ml.platform.orchestration import catch_up_stages
+    from batch_ml.products.forecasting.product import PRODUCT
 
     defs = build_definitions(cfg)
     first_day, last_day = _sales_days(cfg)
     first_week = cfg.first_model_week
-    last_week = last_day - dt.timedelta(days=last_day.weekday())
     if last_day < first_week:
         raise SystemExit(f"sales end on {last_day}: the first model week is {first_week}")
-    stages = [
-        ("reference_data_job", None),
-        ("ingest_job", (first_day, last_day)),
-        ("training_job", (first_week, last_week)),
-        ("forecast_job", (first_week, last_day)),
-        ("evaluation_job", (first_week + dt.timedelta(days=1), last_day)),
-        ("report_job", None),
-    ]
+    stages = catch_up_stages(PRODUCT, defs.resolve_asset_graph(), first_day, last_day, first_week)
     timings = {}
-    for job_name, window in stages:
-        tags = (
-            {}
-            if window is None
-            else {RANGE_START: window[0].isoformat(), RANGE_END: window[1].isoformat()}
-        )
+    for stage in stages:
+        selection = [dg.AssetKey(a) for a in stage.assets] if stage.assets else None
         start = time.perf_counter()
-        result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, tags=tags, run_config=QUIET_LOGS, raise_on_error=True
+        result = defs.resolve_job_def(stage.job).execute_in_process(
+            instance=instance,
+            tags=stage.tags,
+            run_config=QUIET_LOGS,
+            raise_on_error=True,
+            asset_selection=selection,
         )
-        timings[job_name] = round(time.perf_counter() - start, 2)
-        span = f" {window[0]}..{window[1]}" if window else ""
-        echo(f"  {job_name:<20}{span:<24} {timings[job_name]:>7.2f} s  run {result.run_id[:8]}")
+        timings[stage.label] = round(time.perf_counter() - start, 2)
+        span = f" {stage.first}..{stage.last}" if stage.first else ""
+        echo(f"  {stage.label}{span}  {timings[stage.label]:.2f} s  run {result.run_id[:8]}")
+    echo(f"  {len(stages)} runs, {sum(timings.values()):.2f} s")
     return {
         "first_day": first_day,
         "last_day": last_day,
@@ -154,6 +153,8 @@ def run_pipeline(cfg: ProjectConfig, instance) -> dict:
 def demo_summary(cfg: ProjectConfig, instance, run: dict, elapsed: float) -> dict:
     import dagster as dg
 
+    from batch_ml.products.forecasting.product import PRODUCT
+
     def latest_metadata(key: str) -> dict:
         records = instance.fetch_materializations(dg.AssetKey(key), limit=1).records
         return records[0].asset_materialization.metadata if records else {}
@@ -162,9 +163,8 @@ def demo_summary(cfg: ProjectConfig, instance, run: dict, elapsed: float) -> dic
     model = latest_metadata("demand_model")
     counts = {
         key: len(instance.get_materialized_partitions(dg.AssetKey(key)))
-        for key in ("sales", "demand_features", "predictions", "forecast_accuracy")
+        for key in (*PRODUCT.daily, *PRODUCT.weekly)
     }
-    counts["demand_model"] = len(instance.get_materialized_partitions(dg.AssetKey("demand_model")))
 
     def value(md, key):
         v = md.get(key)
@@ -183,6 +183,7 @@ def demo_summary(cfg: ProjectConfig, instance, run: dict, elapsed: float) -> dic
         "warehouse": str(cfg.paths.warehouse),
         "dagster_home": os.environ.get("DAGSTER_HOME"),
         "seconds": round(elapsed, 1),
+        "runs": len(run["timings"]),
         "stage_seconds": run["timings"],
     }
 
@@ -242,6 +243,7 @@ def cmd_champion(args) -> int:
     import dagster as dg
 
     from batch_ml.definitions import build_definitions
+    from batch_ml.products.forecasting.product import PRODUCT
 
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
@@ -250,7 +252,7 @@ def cmd_champion(args) -> int:
         config["effective_date"] = args.effective_date
     if getattr(args, "version", None):
         config["model_version"] = args.version
-    job = build_definitions(cfg).resolve_job_def("champion_override_job")
+    job = build_definitions(cfg).resolve_job_def(PRODUCT.champion_override_job)
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
             instance=instance,
@@ -265,7 +267,10 @@ def cmd_champion(args) -> int:
         echo(f"refused: {message.strip()} (run {result.run_id[:8]})")
         return 1
     echo(f"recorded {args.action} (run {result.run_id[:8]}); it applies from its effective day.")
-    echo("Re-run predictions for days from then on (forecast_job) to serve the new champion.")
+    echo(
+        f"Re-run the days from then on ({PRODUCT.daily_job}, or just their predictions) to "
+        "serve the new champion."
+    )
     return 0
 
 
@@ -273,10 +278,11 @@ def _show_champions(cfg: ProjectConfig) -> int:
     import polars as pl
 
     from batch_ml.platform.storage.tables import PartitionedTable
+    from batch_ml.products.forecasting.product import PRODUCT
 
     gate = PartitionedTable(cfg.paths.tables, "model_promotion")
     if not gate.partitions():
-        echo("no gate decision yet: materialize model_promotion (training_job)")
+        echo(f"no gate decision yet: materialize model_promotion ({PRODUCT.training_job})")
         return 1
     rows = (
         gate.read()

@@ -24,6 +24,7 @@ from batch_ml.products.forecasting.assets import (
     predictions,
     promotion,
 )
+from batch_ml.products.forecasting.product import PRODUCT
 from batch_ml.products.forecasting.sources import project_sources
 
 logger = logging.getLogger(__name__)
@@ -41,14 +42,14 @@ def build_definitions(cfg: ProjectConfig) -> dg.Definitions:
         *predictions.build(b),
         *evaluation.build(b),
     ]
-    jobs = build_jobs(b)
+    jobs = build_jobs(b, PRODUCT)
     paths = cfg.paths
     return dg.Definitions(
         assets=assets,
         jobs=list(jobs.values()),
-        schedules=build_schedules(b, jobs),
+        schedules=build_schedules(b, PRODUCT, jobs),
         sensors=[
-            build_landing_sensor(b, jobs),
+            build_landing_sensor(b, PRODUCT, jobs),
             # Dagster creates its default automation sensor STOPPED; ours runs from the start
             # so that a user who only drops files sees predictions and reports follow.
             dg.AutomationConditionSensorDefinition(

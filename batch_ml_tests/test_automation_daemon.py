@@ -5,18 +5,17 @@ on a temporary instance; the files of the last day, 2025-05-10 (a Saturday: its 
 already exists), are held back. Then a real `dagster-webserver` and `dagster-daemon run` start
 on that instance with nothing stopped or started by hand. The landing sensor must start no run
 for the history (the ingestion log knows those files). Once the held-back files are dropped
-into the landing folder, the landing sensor must start one `ingest_job` run for 2025-05-10 and
-declarative automation (`AutomationCondition.eager()` on predictions, prediction_drift,
-forecast_accuracy and accuracy_report) must then materialize predictions, their drift and
-forecast_accuracy of 2025-05-10 and rewrite the accuracy report, and nothing else. No
-champion override was ever recorded: its absence must not hold the predictions back.
+into the landing folder, the landing sensor must start one `forecasting_daily_job` run for
+2025-05-10: the day's whole chain (sales, plans, features, predictions, their drift and
+forecast_accuracy) in that one run; declarative automation (`AutomationCondition.eager()` on
+accuracy_report) must then rewrite the accuracy report, and nothing else runs. No champion
+override was ever recorded: its absence must not hold the predictions back.
 
 Dagster would add `default_automation_condition_sensor` for the eager assets, created STOPPED:
-with nothing switched on, dropped files would stop at the ingest run. The code location
+with nothing switched on, dropped files would stop at the daily run. The code location
 therefore declares its own automation sensor, running by default; this test proves the whole
-chain with nothing switched on by hand: eager() fires for the last partition (the day's
-predictions and accuracy, each once its own inputs are in, and the report once accuracy is in;
-the report does not read predictions, so it may run alongside them), and nothing else runs.
+chain with nothing switched on by hand: eager() fires for the report once the day's accuracy
+is in, and does not redo what the daily run materialized.
 """
 
 from __future__ import annotations
@@ -37,21 +36,22 @@ from batch_ml.harness.graphql import MATERIALIZATIONS, RUNS, SENSOR_TICKS
 from batch_ml.harness.project import write_config
 from batch_ml.harness.services import DagsterServices, Webserver, daemon_and_webserver, dagster_home
 from batch_ml.products.forecasting.demo import spec_from_config, write_landing
+from batch_ml.products.forecasting.product import PRODUCT
 
 pytestmark = pytest.mark.integration
 
 START = dt.date(2025, 1, 1)
 DAYS = 130  # 2025-01-01 .. 2025-05-10
 DAY = "2025-05-10"  # the last day: held back, then dropped while the daemon runs
-LANDING_SENSOR = "landing_files_sensor"
+LANDING_SENSOR = PRODUCT.landing_sensor
 # The sensor Dagster adds for assets with an automation condition that no declared automation
 # sensor targets; a declared AutomationConditionSensorDefinition may replace it (any name).
 DEFAULT_AUTOMATION_SENSOR = "default_automation_condition_sensor"
 # The automation sensor the code location declares (it replaces Dagster's default one).
 AUTOMATION_SENSOR = "batch_ml_automation_sensor"
 AUTOMATION_SENSOR_TYPES = {"AUTOMATION", "AUTO_MATERIALIZE"}
-INGESTED = ("sales", "plans", "demand_features")  # ingest_job
-AUTOMATED = ("predictions", "prediction_drift", "forecast_accuracy")  # eager(), partition DAY
+INGESTED = ("sales", "plans", "demand_features")  # the daily run, partition DAY
+AUTOMATED = ("predictions", "prediction_drift", "forecast_accuracy")  # the same run
 REPORT = "accuracy_report"  # eager(), unpartitioned
 TIMEOUT = 360  # drop -> report rewritten (about 110 s alone; CI runs two test files at once)
 FAILED = {"FAILURE", "CANCELED", "CANCELING"}
@@ -141,7 +141,7 @@ def run_scenario(tmp_path, monkeypatch, capsys):
             history = run_pipeline(cfg, instance)
             pipeline_run_ids = {r.run_id for r in instance.get_runs()}
     assert history["last_day"] == dt.date.fromisoformat(DAY) - dt.timedelta(days=1)
-    assert len(pipeline_run_ids) == 6  # one run per stage
+    assert len(pipeline_run_ids) == 5  # one run per stage
     report_files = sorted(cfg.paths.reports.glob("*.html"))
     assert report_files, list(cfg.paths.reports.iterdir())
     report_mtimes = {p: p.stat().st_mtime for p in report_files}
@@ -196,18 +196,17 @@ def run_scenario(tmp_path, monkeypatch, capsys):
             found = sensor_runs(runs(web), LANDING_SENSOR)
             return found if found and all(r["status"] in DONE for r in found) else None
 
-        (ingest,) = wait_for("the landing sensor's ingest run", ingest_done, services, deadline)
+        (ingest,) = wait_for("the landing sensor's daily run", ingest_done, services, deadline)
         timings["drop_to_ingest_done"] = ingest["endTime"] - dropped_at
         assert ingest["status"] == "SUCCESS", ingest
-        assert ingest["jobName"] == "ingest_job"
+        assert ingest["jobName"] == PRODUCT.daily_job
         assert ingest["tags"][PARTITION_NAME_TAG] == DAY
         assert ingest["tags"]["batch_ml/trigger"] == "new"
         assert ingest["tags"]["batch_ml/files"] == (
             f"plans/plans_{DAY}.parquet, sales/sales_{DAY}.csv"
         )
 
-        # 4. Declarative automation follows: predictions and accuracy of the day and, after
-        # accuracy, the report (in whatever runs and ticks the timing gives).
+        # 4. The day's chain is in, and declarative automation follows with the report.
         def automated(asset: str):
             def check():
                 found = materializations_since(web, dropped_at)[asset]
@@ -219,9 +218,6 @@ def run_scenario(tmp_path, monkeypatch, capsys):
         for asset in (*AUTOMATED, REPORT):
             events[asset] = wait_for(f"{asset} materialized", automated(asset), services, deadline)
             timings[f"drop_to_{asset}"] = int(events[asset]["timestamp"]) / 1000 - dropped_at
-        timings["ingest_done_to_predictions"] = (
-            timings["drop_to_predictions"] - timings["drop_to_ingest_done"]
-        )
 
         # Once every run has ended (a materialization precedes its run's end: blocking checks
         # run after it), the next automation tick requests nothing: all is up to date.
@@ -262,19 +258,20 @@ def run_scenario(tmp_path, monkeypatch, capsys):
         for r in automation_runs
     ), automation_runs
 
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        new_ids = {ingest["runId"]} | {r["runId"] for r in automation_runs}
-        materialized: dict[str, list[str]] = {}
+    def materialized_by(instance, run_ids: set[str]) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
         for key in instance.get_asset_keys():
             records = instance.fetch_materializations(key, limit=10_000).records
-            parts = sorted(str(r.partition_key) for r in records if r.run_id in new_ids)
+            parts = sorted(str(r.partition_key) for r in records if r.run_id in run_ids)
             if parts:
-                materialized[key.to_user_string()] = parts
-    assert materialized == {
-        **{a: [DAY] for a in INGESTED},
-        **{a: [DAY] for a in AUTOMATED},
-        REPORT: ["None"],
-    }, materialized
+                found[key.to_user_string()] = parts
+        return found
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        by_sensor = materialized_by(instance, {ingest["runId"]})
+        by_automation = materialized_by(instance, {r["runId"] for r in automation_runs})
+    assert by_sensor == {a: [DAY] for a in (*INGESTED, *AUTOMATED)}, by_sensor
+    assert by_automation == {REPORT: ["None"]}, by_automation
 
     with duckdb.connect(str(cfg.paths.warehouse), read_only=True) as con:
         (predicted,) = con.execute(

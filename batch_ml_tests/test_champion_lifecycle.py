@@ -18,6 +18,7 @@ from batch_ml.harness.project import write_config
 from batch_ml.platform.partitions import RANGE_END, RANGE_START
 from batch_ml.platform.storage.tables import PartitionedTable
 from batch_ml.products.forecasting.demo import spec_from_config, write_landing
+from batch_ml.products.forecasting.product import PRODUCT
 
 pytestmark = pytest.mark.definitions
 
@@ -30,6 +31,10 @@ def project(tmp_path_factory):
     with dg.DagsterInstance.ephemeral() as instance:
         run_pipeline(cfg, instance)
         yield cfg, build_definitions(cfg), instance
+
+
+# Serving a day again: its predictions and their drift (the daily job's forecasting steps).
+FORECAST = [dg.AssetKey("predictions"), dg.AssetKey("prediction_drift")]
 
 
 def _table(cfg, name) -> pl.DataFrame:
@@ -52,7 +57,7 @@ def _versions(cfg, first, last) -> dict[dt.date, str]:
 
 
 def _override(defs, instance, **config):
-    return defs.resolve_job_def("champion_override_job").execute_in_process(
+    return defs.resolve_job_def(PRODUCT.champion_override_job).execute_in_process(
         instance=instance,
         run_config={"ops": {"champion_overrides": {"config": config}}},
         raise_on_error=False,
@@ -75,7 +80,7 @@ def test_a_backfilled_past_day_is_forecast_by_the_champion_of_that_day(project):
     day = first_champion_week + dt.timedelta(days=2)
     before_any = cfg.first_model_week + dt.timedelta(days=1)  # no model had passed yet
     for d in (day, before_any):
-        assert _run(defs, instance, "forecast_job", d).success
+        assert _run(defs, instance, PRODUCT.daily_job, d, asset_selection=FORECAST).success
     versions = _versions(cfg, before_any, day)
     assert versions[day] == past_champion
     assert versions[before_any].startswith("baseline:")
@@ -108,7 +113,8 @@ def test_a_pin_and_a_rollback_are_honoured_from_their_day_and_recorded(project):
         requested_by="test",
     )
     assert result.success
-    assert _run(defs, instance, "forecast_job", week, week + dt.timedelta(days=4)).success
+    friday = week + dt.timedelta(days=4)
+    assert _run(defs, instance, PRODUCT.daily_job, week, friday, asset_selection=FORECAST).success
     versions = _versions(cfg, week, week + dt.timedelta(days=4))
     assert versions[week + dt.timedelta(days=1)] == new["champion_version"]
     assert versions[pin_day] == old["champion_version"]
@@ -117,7 +123,7 @@ def test_a_pin_and_a_rollback_are_honoured_from_their_day_and_recorded(project):
     # The gate holds the pin in the following weeks, whatever the challengers score.
     last_week = _table(cfg, "model_promotion")["model_week"].max()
     next_week = week + dt.timedelta(days=7)
-    assert _run(defs, instance, "training_job", next_week, last_week).success
+    assert _run(defs, instance, PRODUCT.training_job, next_week, last_week).success
     later = _table(cfg, "model_promotion").filter(pl.col("model_week") >= next_week)
     assert set(later["champion_version"]) == {old["champion_version"]}
     assert set(later["decision"]) <= {"held", "rejected", "kept"}
@@ -132,7 +138,9 @@ def test_a_pin_and_a_rollback_are_honoured_from_their_day_and_recorded(project):
         effective_date=rollback_day.isoformat(),
         reason="pin lifted",
     ).success
-    assert _run(defs, instance, "forecast_job", last_week, rollback_day).success
+    assert _run(
+        defs, instance, PRODUCT.daily_job, last_week, rollback_day, asset_selection=FORECAST
+    ).success
     versions = _versions(cfg, last_week, rollback_day)
     assert versions[last_week] == old["champion_version"]
     assert versions[rollback_day] == new["champion_version"]

@@ -10,6 +10,7 @@ from batch_ml.definitions import build_definitions
 from batch_ml.harness.project import PROJECT_ASSETS, REPO
 from batch_ml.platform.partitions import Partitioning
 from batch_ml.platform.resources import LandingZone, TableStore
+from batch_ml.products.forecasting.product import PRODUCT
 
 pytestmark = pytest.mark.definitions
 
@@ -23,16 +24,50 @@ def test_project_definitions_load_with_every_stage_job_schedule_and_sensor():
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == PROJECT_ASSETS
     groups = {graph.get(dg.AssetKey(a)).group_name for a in PROJECT_ASSETS}
     assert groups == {"sources", "features", "model", "predictions", "evaluation"}
-    jobs = ("ingest_job", "training_job", "forecast_job", "evaluation_job", "report_job")
-    for job in (*jobs, "reference_data_job"):
-        assert defs.resolve_job_def(job)
-    for schedule in ("daily_forecast_schedule", "daily_evaluation_schedule"):
-        assert defs.resolve_schedule_def(schedule)
-    assert defs.resolve_sensor_def("landing_files_sensor").default_status == RUNNING
+    # Every job, schedule and the landing sensor are generated from the product's declaration.
+    jobs = {j.name: j for j in defs.resolve_all_job_defs() if not j.name.startswith("__")}
+    assert set(jobs) == {
+        "forecasting_reference_data_job",
+        "forecasting_daily_job",
+        "forecasting_training_job",
+        "forecasting_champion_override_job",
+        "forecasting_report_job",
+    }
+
+    def selected(job: str) -> set[str]:
+        return {k.to_user_string() for k in jobs[job].asset_layer.selected_asset_keys}
+
+    assert selected(PRODUCT.daily_job) == {
+        "sales",
+        "plans",
+        "demand_features",
+        "predictions",
+        "prediction_drift",
+        "forecast_accuracy",
+    }
+    assert selected(PRODUCT.training_job) == {"demand_model", "model_promotion"}
+    assert selected(PRODUCT.reference_data_job) == {"calendar", "products", "stores"}
+    # The daily chain shares one partitioning: a day is one run.
+    daily = {graph.get(dg.AssetKey(a)).partitions_def for a in PRODUCT.daily}
+    assert daily == {Partitioning.from_config(load_config(REPO / "batch_ml.toml")).daily}
+    names = {s.name for s in defs.schedules}
+    assert names == {
+        "forecasting_daily_schedule",
+        "forecasting_training_schedule",
+        "forecasting_report_schedule",
+    }
+    schedules = {n: defs.resolve_schedule_def(n) for n in names}
+    assert schedules["forecasting_daily_schedule"].job_name == PRODUCT.daily_job
+    # On Mondays the week's training follows the daily run that loads Sunday.
+    assert schedules["forecasting_daily_schedule"].cron_schedule == "0 6 * * *"
+    assert schedules["forecasting_training_schedule"].cron_schedule == "0 7 * * 1"
+    sensor = defs.resolve_sensor_def("forecasting_landing_sensor")
+    assert sensor.default_status == RUNNING
+    assert {t.job_name for t in sensor.targets} == {PRODUCT.daily_job, PRODUCT.reference_data_job}
     # Declarative automation runs without anyone switching it on in the UI.
     automation = defs.resolve_sensor_def("batch_ml_automation_sensor")
     assert automation.default_status == RUNNING
-    assert defs.resolve_job_def("ingest_job").executor_def.name == "in_process"
+    assert defs.resolve_job_def(PRODUCT.daily_job).executor_def.name == "in_process"
     model = graph.get(dg.AssetKey("demand_model"))
     assert "lightgbm" in model.kinds and model.owners
 
@@ -81,9 +116,11 @@ def test_sales_asset_fails_on_a_bad_file_naming_file_row_and_column(small_projec
 
 
 def test_weekly_model_partitions_cover_exactly_the_forecast_days():
-    """Each forecast day has its model week, and no model week is left that no day needs."""
+    """Each day from the first model week on has its model week, and no model week is left
+    that no day needs."""
     parts = Partitioning.from_config(load_config(REPO / "batch_ml.toml"))
-    days = [dt.date.fromisoformat(k) for k in parts.forecast_daily.get_partition_keys()]
+    days = [dt.date.fromisoformat(k) for k in parts.daily.get_partition_keys()]
+    days = [d for d in days if d >= parts.first_week]
     weeks = {dt.date.fromisoformat(k) for k in parts.weekly.get_partition_keys()}
     assert weeks == {d - dt.timedelta(days=d.weekday()) for d in days}
 
@@ -93,7 +130,7 @@ def test_without_an_end_date_the_running_week_has_its_model_partition(tmp_path):
     config = (REPO / "batch_ml.toml").read_text().replace('end_date = "2026-01-01"', "")
     (tmp_path / "batch_ml.toml").write_text(config)
     parts = Partitioning.from_config(load_config(tmp_path / "batch_ml.toml"))
-    last_day = dt.date.fromisoformat(parts.forecast_daily.get_last_partition_key())
+    last_day = dt.date.fromisoformat(parts.daily.get_last_partition_key())
     week = last_day - dt.timedelta(days=last_day.weekday())
     assert week.isoformat() in parts.weekly.get_partition_keys()
 

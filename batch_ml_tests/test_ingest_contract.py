@@ -18,6 +18,7 @@ from batch_ml.platform.sources.records import LOG_TABLE
 from batch_ml.platform.storage.tables import UNPARTITIONED, PartitionedTable
 from batch_ml.products.forecasting.config import FeatureConfig
 from batch_ml.products.forecasting.features import BASELINE_COLUMNS
+from batch_ml.products.forecasting.product import PRODUCT
 from batch_ml.products.forecasting.sources import project_sources, sources
 
 DAY = dt.date(2025, 3, 1)
@@ -332,10 +333,13 @@ def test_demand_features_fail_rather_than_store_infinite_values(small_project):
     defs = build_definitions(cfg)
     key = DAY.isoformat()
     with dg.DagsterInstance.ephemeral() as instance:
-        defs.resolve_job_def("reference_data_job").execute_in_process(instance=instance)
+        defs.resolve_job_def(PRODUCT.reference_data_job).execute_in_process(instance=instance)
         sales = PartitionedTable(cfg.paths.tables, "sales")
-        job = defs.resolve_job_def("ingest_job")
-        assert job.execute_in_process(instance=instance, partition_key=key).success
+        job = defs.resolve_job_def(PRODUCT.daily_job)
+        ingest = [dg.AssetKey(a) for a in ("sales", "plans", FEATURES)]
+        assert job.execute_in_process(
+            instance=instance, partition_key=key, asset_selection=ingest
+        ).success
         sales.write(key, sales.read([key]).with_columns(units=pl.lit(float("inf"))))
         graph = [defs.resolve_assets_def(n) for n in (*STATIC, "sales", "plans", FEATURES)]
         stored = cfg.paths.tables / FEATURES / f"{key}.parquet"
@@ -354,7 +358,9 @@ def test_demand_features_fail_rather_than_store_infinite_values(small_project):
         assert not stored.exists()
         assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)
 
-        result = job.execute_in_process(instance=instance, partition_key=key)
+        result = job.execute_in_process(
+            instance=instance, partition_key=key, asset_selection=ingest
+        )
         assert result.success and _check(result, "finite_values").passed
         assert stored.exists()
 
@@ -374,10 +380,13 @@ def test_forecast_accuracy_fails_rather_than_store_infinite_metrics(small_projec
     actuals = pl.DataFrame({"date": [target], **series, "units": [1e308]})
     store.write("sales", {target.isoformat(): actuals})
     store.write("products", {UNPARTITIONED: pl.DataFrame({"item_id": ["I001"], "category": ["x"]})})
-    job = build_definitions(cfg).resolve_job_def("evaluation_job")
+    job = build_definitions(cfg).resolve_job_def(PRODUCT.daily_job)
     with dg.DagsterInstance.ephemeral() as instance:
         result = job.execute_in_process(
-            instance=instance, partition_key=target.isoformat(), raise_on_error=False
+            instance=instance,
+            partition_key=target.isoformat(),
+            raise_on_error=False,
+            asset_selection=[dg.AssetKey("forecast_accuracy")],
         )
     assert not result.success
     check = _check(result, "finite_values")

@@ -13,6 +13,7 @@ from batch_ml.definitions import build_definitions
 from batch_ml.harness.project import write_config
 from batch_ml.platform.storage.tables import PartitionedTable
 from batch_ml.products.forecasting.demo import spec_from_config, write_landing
+from batch_ml.products.forecasting.product import PRODUCT
 
 pytestmark = pytest.mark.definitions
 
@@ -31,7 +32,7 @@ def _break_rows(cfg, units: dict[int, str]) -> None:
 
 
 def _ingest(cfg, instance):
-    job = build_definitions(cfg).resolve_job_def("ingest_job")
+    job = build_definitions(cfg).resolve_job_def(PRODUCT.daily_job)
     return job.execute_in_process(
         instance=instance,
         partition_key=DAY,
@@ -106,7 +107,7 @@ def test_a_corrected_redelivery_adds_a_log_row_and_the_failed_one_stays_recorded
 
 
 def _run(cfg, instance, asset: str):
-    job = build_definitions(cfg).resolve_job_def("ingest_job")
+    job = build_definitions(cfg).resolve_job_def(PRODUCT.daily_job)
     return job.execute_in_process(
         instance=instance,
         partition_key=DAY,

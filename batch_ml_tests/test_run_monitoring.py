@@ -2,8 +2,9 @@
 
 A real `dagster-webserver` and `dagster-daemon run` on an instance made from the repository's
 dagster.yaml (run monitoring on, `LocalRunLauncher`), with a poll interval of one second
-instead of 30 so the test is short. `ingest_job` runs over the 130 days of a small project
-(about 7 s of steps, after the worker's start-up), launched as the UI launches it.
+instead of 30 so the test is short. The daily job's sources and features run over the 130
+days of a small project (about 7 s of steps, after the worker's start-up), launched as the UI
+launches it.
 
 1. The run worker alone is SIGKILLed while the run is STARTED (the kernel's OOM killer, a
    stray `kill -9`): the code server that started the worker sees it die and fails the run.
@@ -37,12 +38,14 @@ from batch_ml.platform.partitions import RANGE_END, RANGE_START
 from batch_ml.platform.sources.records import LOG_TABLE
 from batch_ml.platform.storage.tables import PartitionedTable
 from batch_ml.products.forecasting.demo import spec_from_config, write_landing
+from batch_ml.products.forecasting.product import PRODUCT
 
 pytestmark = pytest.mark.integration
 
 START = dt.date(2025, 1, 1)
 DAYS = 130
 LAST = START + dt.timedelta(days=DAYS - 1)
+INGESTED = ("sales", "plans", "demand_features")
 POLL_SECONDS = 1  # run_monitoring.poll_interval_seconds of the test's instance
 # Margin over one poll for the monitoring daemon's own query and the test's polling (two
 # test files share the two cores in CI).
@@ -56,7 +59,9 @@ def launch_ingest_range(web: Webserver) -> str:
         "selector": {
             "repositoryLocationName": repo["location"]["name"],
             "repositoryName": repo["name"],
-            "jobName": "ingest_job",
+            "jobName": PRODUCT.daily_job,
+            # No week is trained here: the files and features of the days, not their forecasts.
+            "assetSelection": [{"path": [a]} for a in INGESTED],
         },
         "executionMetadata": {
             "tags": [
@@ -121,7 +126,8 @@ def test_killed_worker_fails_its_run_and_the_reexecution_stores_the_data(tmp_pat
     # demand_features reads the static sources: load them first, as a user would.
     defs = build_definitions(cfg)
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        reference = defs.resolve_job_def("reference_data_job").execute_in_process(instance=instance)
+        reference_job = defs.resolve_job_def(PRODUCT.reference_data_job)
+        reference = reference_job.execute_in_process(instance=instance)
         assert reference.success
 
     with (

@@ -90,7 +90,7 @@ ASSETS = (
     "forecast_accuracy",
     "accuracy_report",
 )
-# Materialized by a person's config (champion_override_job), never by a backfill.
+# Materialized by a person's config (forecasting_champion_override_job), never by a backfill.
 NOT_BACKFILLED = {"champion_overrides"}
 WEEKLY = {"demand_model", "model_promotion"}
 PER_PARTITION_LOCATION = "batch_ml_one_run_per_partition"

@@ -1,15 +1,19 @@
-"""Jobs, schedules and the landing sensor (first version; see docs/operations.md)."""
+"""Jobs, schedules and the landing sensor, generated from a product's declaration (`Product`);
+see docs/operations.md."""
+
+from __future__ import annotations
 
 import datetime as dt
 import functools
 import json
 import time
 import uuid
+from dataclasses import dataclass
 
 import dagster as dg
 
 from batch_ml.platform.common import BuildContext
-from batch_ml.platform.partitions import RANGE_END, RANGE_START
+from batch_ml.platform.partitions import RANGE_END, RANGE_START, week_of
 from batch_ml.platform.resources import LandingZone, TableStore
 from batch_ml.platform.sources.arrivals import (
     MAX_RUN_ATTEMPTS,
@@ -32,79 +36,202 @@ MAX_RUNS_PER_TICK = 10
 # run (and re-executions of it) by it, to request a failed one again.
 REQUEST_TAG = "batch_ml/request"
 CURSOR_VERSION = 2
+# Schedules (execution timezone: the project's). The model of week W learns from every day
+# before W, Sunday's included, which Monday's daily run loads: training runs after it, and
+# the report after both.
+DAILY_HOUR = 6
+TRAINING_HOUR = 7
+REPORT_CRON = "30 7 * * *"
 
 
-def build_jobs(b: BuildContext) -> dict:
-    return {
-        "reference_data_job": dg.define_asset_job(
-            "reference_data_job",
-            selection=[s.name for s in b.sources.values() if not s.daily],
-            description="Load the static sources (calendar, products, stores).",
-        ),
-        "ingest_job": dg.define_asset_job(
-            "ingest_job",
-            selection=["sales", "plans", "demand_features"],
-            description="Load a day's landing files and build that day's features.",
-        ),
-        "training_job": dg.define_asset_job(
-            "training_job",
-            selection=["demand_model", "model_promotion"],
-            description="Train the weekly demand model and run the champion/challenger gate.",
-        ),
-        "champion_override_job": dg.define_asset_job(
-            "champion_override_job",
-            selection=["champion_overrides"],
-            description="Record a person's pin, unpin or rollback of the champion model "
-            "(config: action, model_version, effective_date, reason).",
-        ),
-        "forecast_job": dg.define_asset_job(
-            "forecast_job",
-            selection=["predictions", "prediction_drift"],
-            description="Forecast the next days from day D with D's champion; measure drift.",
-        ),
-        "evaluation_job": dg.define_asset_job(
-            "evaluation_job",
-            selection=["forecast_accuracy"],
-            description="Evaluate the forecasts made for day D against its actuals.",
-        ),
-        "report_job": dg.define_asset_job(
-            "report_job",
-            selection=["accuracy_report"],
-            description="Roll up all evaluated days into the accuracy report.",
-        ),
-    }
+@dataclass(frozen=True)
+class Product:
+    """What the platform needs to know of a product to orchestrate it: its name and its assets
+    by role. Every job, schedule and sensor name is derived from `name`.
+
+    - `reference`: unpartitioned inputs loaded once and when their files change (static
+      sources, e.g. a product catalog);
+    - `daily`: the daily chain on the daily partitions, sources first (e.g. sources ->
+      features -> predictions -> monitoring -> accuracy): one run materializes a day's chain;
+    - `weekly`: on the weekly partitions, e.g. a model and its champion/challenger gate;
+    - `override`: the asset a person's run config writes (a champion pin or rollback);
+    - `reports`: unpartitioned roll-ups over all days.
+    """
+
+    name: str
+    reference: tuple[str, ...]
+    daily: tuple[str, ...]
+    weekly: tuple[str, ...] = ()
+    override: str | None = None
+    reports: tuple[str, ...] = ()
+
+    def _job(self, role: str) -> str:
+        return f"{self.name}_{role}_job"
+
+    @property
+    def daily_job(self) -> str:
+        return self._job("daily")
+
+    @property
+    def training_job(self) -> str:
+        return self._job("training")
+
+    @property
+    def reference_data_job(self) -> str:
+        return self._job("reference_data")
+
+    @property
+    def champion_override_job(self) -> str:
+        return self._job("champion_override")
+
+    @property
+    def report_job(self) -> str:
+        return self._job("report")
+
+    @property
+    def daily_schedule(self) -> str:
+        return f"{self.name}_daily_schedule"
+
+    @property
+    def training_schedule(self) -> str:
+        return f"{self.name}_training_schedule"
+
+    @property
+    def report_schedule(self) -> str:
+        return f"{self.name}_report_schedule"
+
+    @property
+    def landing_sensor(self) -> str:
+        return f"{self.name}_landing_sensor"
 
 
-def build_schedules(b: BuildContext, jobs: dict) -> list[dg.ScheduleDefinition]:
-    tz = b.cfg.timezone
-    return [
-        dg.build_schedule_from_partitioned_job(
-            jobs["forecast_job"],
-            name="daily_forecast_schedule",
-            hour_of_day=6,
-            description="Every morning: forecast the next days from yesterday.",
+def build_jobs(b: BuildContext, product: Product) -> dict[str, dg.UnresolvedAssetJobDefinition]:
+    """The product's jobs by name: one per role it declares assets for."""
+    jobs = [
+        dg.define_asset_job(
+            product.reference_data_job,
+            selection=list(product.reference),
+            description=f"Load the reference data ({', '.join(product.reference)}).",
         ),
-        dg.build_schedule_from_partitioned_job(
-            jobs["evaluation_job"],
-            name="daily_evaluation_schedule",
-            hour_of_day=6,
-            minute_of_hour=15,
-            description="Every morning: evaluate the forecasts made for yesterday.",
-        ),
-        dg.ScheduleDefinition(
-            name="daily_report_schedule",
-            job=jobs["report_job"],
-            cron_schedule="30 6 * * *",
-            execution_timezone=tz,
-            description="Refresh the accuracy report after forecasting.",
-        ),
-        dg.build_schedule_from_partitioned_job(
-            jobs["training_job"],
-            name="weekly_training_schedule",
-            hour_of_day=3,
-            description="Every Monday: train the model for the new week.",
+        dg.define_asset_job(
+            product.daily_job,
+            selection=list(product.daily),
+            description=f"A day's whole chain ({' -> '.join(product.daily)}), or a range of "
+            "days in one run (range tags); the landing sensor starts it for new files. A day "
+            "before the first week stores its partitions of the assets that read the weekly "
+            "ones empty, with the reason; a later day whose week is not decided yet fails "
+            f"those steps (run {product.training_job} for that week first).",
         ),
     ]
+    if product.weekly:
+        jobs.append(
+            dg.define_asset_job(
+                product.training_job,
+                selection=list(product.weekly),
+                description=f"The weekly assets ({', '.join(product.weekly)}) of a week, or a "
+                "range of weeks in one run.",
+            )
+        )
+    if product.override:
+        jobs.append(
+            dg.define_asset_job(
+                product.champion_override_job,
+                selection=[product.override],
+                description="Record a person's pin, unpin or rollback of the champion model "
+                "(config: action, model_version, effective_date, reason).",
+            )
+        )
+    if product.reports:
+        jobs.append(
+            dg.define_asset_job(
+                product.report_job,
+                selection=list(product.reports),
+                description=f"Roll up every day into {', '.join(product.reports)}.",
+            )
+        )
+    return {job.name: job for job in jobs}
+
+
+def build_schedules(b: BuildContext, product: Product, jobs: dict) -> list[dg.ScheduleDefinition]:
+    """Stopped until switched on: the landing sensor already runs the daily job for each day
+    whose files arrive; the daily schedule is for deployments that are not file-driven."""
+    schedules = [
+        dg.build_schedule_from_partitioned_job(
+            jobs[product.daily_job],
+            name=product.daily_schedule,
+            hour_of_day=DAILY_HOUR,
+            description=f"Every morning at {DAILY_HOUR:02}:00: yesterday's whole daily chain.",
+        )
+    ]
+    if product.weekly:
+        schedules.append(
+            dg.build_schedule_from_partitioned_job(
+                jobs[product.training_job],
+                name=product.training_schedule,
+                hour_of_day=TRAINING_HOUR,
+                description=f"Every Monday at {TRAINING_HOUR:02}:00, after the daily run of "
+                "Sunday: the weekly assets of the new week.",
+            )
+        )
+    if product.reports:
+        schedules.append(
+            dg.ScheduleDefinition(
+                name=product.report_schedule,
+                job=jobs[product.report_job],
+                cron_schedule=REPORT_CRON,
+                execution_timezone=b.cfg.timezone,
+                description="Refresh the reports after the daily and weekly runs.",
+            )
+        )
+    return schedules
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One run of a catch-up: a job (or a subset of its assets) over a range of partitions."""
+
+    job: str
+    assets: tuple[str, ...] | None = None  # None: every asset of the job
+    first: dt.date | None = None
+    last: dt.date | None = None
+
+    @property
+    def tags(self) -> dict[str, str]:
+        if self.first is None:
+            return {}
+        return {RANGE_START: self.first.isoformat(), RANGE_END: self.last.isoformat()}
+
+    @property
+    def label(self) -> str:
+        return self.job + (f" [{', '.join(self.assets)}]" if self.assets else "")
+
+
+def catch_up_stages(
+    product: Product, graph, first_day: dt.date, last_day: dt.date, first_week: dt.date
+) -> list[Stage]:
+    """The runs that materialize every partition of `first_day..last_day` (and their weeks)
+    in the fewest runs: a step over a range of partitions computes the same as one run per
+    partition. The weekly assets read daily ones (a model learns from earlier days) and other
+    daily ones read the weekly ones (a day is served by its week's model): so the daily chain
+    splits into the assets upstream of the weekly ones, over all days, then every week, then
+    the rest of the chain over all days. `graph`: the definitions' asset graph."""
+    stages = [Stage(product.reference_data_job)]
+    daily = list(product.daily)
+    feeding: list[str] = []
+    if product.weekly and last_day >= first_week:
+        upstream = dg.AssetSelection.assets(*product.weekly).upstream().resolve(graph)
+        feeding = [a for a in daily if dg.AssetKey(a) in upstream]
+    if feeding:
+        stages.append(Stage(product.daily_job, tuple(feeding), first_day, last_day))
+        stages.append(Stage(product.training_job, None, first_week, week_of(last_day)))
+    rest = tuple(a for a in daily if a not in feeding)
+    if not feeding:
+        stages.append(Stage(product.daily_job, None, first_day, last_day))
+    elif rest:
+        stages.append(Stage(product.daily_job, rest, first_day, last_day))
+    if product.reports:
+        stages.append(Stage(product.report_job))
+    return stages
 
 
 def _ingestion_records(tables: TableStore) -> IngestionRecords:
@@ -162,29 +289,35 @@ def _tags(arrivals: list[Arrival], request: str) -> dict[str, str]:
 
 
 def _range_request(
-    first: dt.date, last: dt.date, arrivals: list[Arrival], request: str
+    job: str, first: dt.date, last: dt.date, arrivals: list[Arrival], request: str
 ) -> dg.RunRequest:
     tags = _tags(arrivals, request)
     if first == last:
-        return dg.RunRequest(job_name="ingest_job", partition_key=first.isoformat(), tags=tags)
+        return dg.RunRequest(job_name=job, partition_key=first.isoformat(), tags=tags)
     return dg.RunRequest(
-        job_name="ingest_job",
-        tags={**tags, RANGE_START: first.isoformat(), RANGE_END: last.isoformat()},
+        job_name=job, tags={**tags, RANGE_START: first.isoformat(), RANGE_END: last.isoformat()}
     )
 
 
-def build_landing_sensor(b: BuildContext, jobs: dict) -> dg.SensorDefinition:
+def build_landing_sensor(b: BuildContext, product: Product, jobs: dict) -> dg.SensorDefinition:
+    """Runs the daily job for the days whose source files arrive (the whole chain of those
+    days), and the reference data job when a reference file arrives."""
     daily_keys = b.parts.daily
     settle = b.cfg.ingest.settle_seconds
     rehash = b.cfg.ingest.rehash_seconds
+    daily_sources = tuple(a for a in product.daily if a in b.sources)
+    static_sources = tuple(a for a in product.reference if a in b.sources)
 
     @dg.sensor(
-        name="landing_files_sensor",
-        jobs=[jobs["ingest_job"], jobs["reference_data_job"]],
+        name=product.landing_sensor,
+        jobs=[jobs[product.daily_job], jobs[product.reference_data_job]],
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            "Starts runs for landing files with new or changed content (sha256), once they "
+            f"Starts {product.daily_job} runs (a day's whole chain) for daily landing files "
+            f"({', '.join(daily_sources)}) and {product.reference_data_job} runs for "
+            f"reference files ({', '.join(static_sources)}) with new or changed content "
+            "(sha256), once they "
             f"have not changed for {settle:g} s: consecutive days become one range run (at "
             f"most {b.cfg.backfill.days_per_run} days, `[backfill] days_per_run`), at most "
             f"{MAX_RUNS_PER_TICK} runs per tick, the rest on the next ticks. Identical "
@@ -195,16 +328,15 @@ def build_landing_sensor(b: BuildContext, jobs: dict) -> dg.SensorDefinition:
             f"{MAX_RUN_ATTEMPTS} runs per content; a contract violation never is."
         ),
     )
-    def landing_files_sensor(
+    def landing_sensor(
         context: dg.SensorEvaluationContext, landing: LandingZone, tables: TableStore
     ):
         # An ingestion killed after its commit point is finished before its log is trusted.
         tables.recover()
         cursor, pending = load_cursor(context.cursor)
         files, problems = [], []
-        # Daily sources first, then static ones (the declarations' `daily` flag).
-        for source in sorted(b.sources.values(), key=lambda s: not s.daily):
-            found, bad = discover(landing.path, source)
+        for name in daily_sources + static_sources:
+            found, bad = discover(landing.path, b.sources[name])
             files += found
             problems += bad
         outside = [
@@ -256,7 +388,9 @@ def build_landing_sensor(b: BuildContext, jobs: dict) -> dg.SensorDefinition:
         if arrivals.static:
             request = requested(arrivals.static)
             requests.append(
-                dg.RunRequest(job_name="reference_data_job", tags=_tags(arrivals.static, request))
+                dg.RunRequest(
+                    job_name=product.reference_data_job, tags=_tags(arrivals.static, request)
+                )
             )
         ranges = contiguous_ranges(list(arrivals.daily), b.cfg.backfill.days_per_run)
         for i, (first, last) in enumerate(ranges):
@@ -267,7 +401,9 @@ def build_landing_sensor(b: BuildContext, jobs: dict) -> dg.SensorDefinition:
                 for a in items
             ]
             if i < MAX_RUNS_PER_TICK:
-                requests.append(_range_request(first, last, batch, requested(batch)))
+                requests.append(
+                    _range_request(product.daily_job, first, last, batch, requested(batch))
+                )
             else:  # next tick: a new arrival is found again, a retry stays pending
                 next_pending.update({a.file: pending[a.file] for a in batch if a.reason == RETRY})
         deferred = max(0, len(ranges) - MAX_RUNS_PER_TICK)
@@ -291,4 +427,4 @@ def build_landing_sensor(b: BuildContext, jobs: dict) -> dg.SensorDefinition:
             )
         return dg.SensorResult(run_requests=requests, cursor=cursor_text)
 
-    return landing_files_sensor
+    return landing_sensor

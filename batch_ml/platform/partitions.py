@@ -1,4 +1,6 @@
-"""The one place partitions and partition mappings live (assets, jobs, schedules, sensors)."""
+"""A product's partitions: one daily and one weekly definition, window mappings between them,
+and backfill batching. A product builds its own mappings from these helpers (e.g. "the 8
+weeks before a model week"); this module knows no product."""
 
 from __future__ import annotations
 
@@ -9,95 +11,86 @@ from dataclasses import dataclass
 import dagster as dg
 
 from batch_ml.config import ProjectConfig
-from batch_ml.products.forecasting.training import VALIDATION_DAYS
 
 # Run tags that make one run cover a range of partitions (what range backfills use).
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
+DAYS_PER_WEEK = 7
 
 
-def _next_monday(day: dt.date) -> dt.date:
-    return day + dt.timedelta(days=(7 - day.weekday()) % 7)
+def next_monday(day: dt.date) -> dt.date:
+    return day + dt.timedelta(days=(DAYS_PER_WEEK - day.weekday()) % DAYS_PER_WEEK)
+
+
+def week_of(day: dt.date) -> dt.date:
+    """The Monday that starts the week holding `day` (its weekly partition key)."""
+    return day - dt.timedelta(days=day.weekday())
+
+
+def weeks_spanning(days: int) -> int:
+    """Whole weeks that hold `days` days."""
+    return math.ceil(days / DAYS_PER_WEEK)
+
+
+def window(start_offset: int, end_offset: int) -> dg.TimeWindowPartitionMapping:
+    """The upstream partitions from `start_offset` to `end_offset` downstream periods around
+    the downstream partition's time window; those before the upstream's first partition are
+    left out (not an error), so the first days or weeks read what exists."""
+    return dg.TimeWindowPartitionMapping(
+        start_offset=start_offset, end_offset=end_offset, allow_nonexistent_upstream_partitions=True
+    )
+
+
+def trailing(periods: int) -> dg.TimeWindowPartitionMapping:
+    """The partition itself and the `periods - 1` before it (a lookback)."""
+    return window(-(periods - 1), 0)
+
+
+def preceding(periods: int) -> dg.TimeWindowPartitionMapping:
+    """The `periods` partitions before the partition, not the partition itself."""
+    return window(-periods, -1)
+
+
+def overlapping() -> dg.TimeWindowPartitionMapping:
+    """The upstream partitions overlapping the partition (a day -> its week); none for a day
+    before the upstream's first week."""
+    return window(0, 0)
 
 
 @dataclass(frozen=True)
 class Partitioning:
-    """Daily source/feature partitions, weekly model partitions, daily forecast partitions."""
+    """Every daily asset of a product shares `daily` (so one run or one backfill run covers a
+    day's whole chain), every weekly asset `weekly`; the batching of backfill runs."""
 
     daily: dg.DailyPartitionsDefinition
     weekly: dg.WeeklyPartitionsDefinition
-    forecast_daily: dg.DailyPartitionsDefinition
-    evaluation_daily: dg.DailyPartitionsDefinition
-    lookback: dg.TimeWindowPartitionMapping
-    training_window: dg.TimeWindowPartitionMapping
-    forecasts_for_target: dg.TimeWindowPartitionMapping
-    backtest_origins: dg.TimeWindowPartitionMapping
-    backtest_targets: dg.TimeWindowPartitionMapping
-    previous_week: dg.TimeWindowPartitionMapping
     # Backfill batching (`[backfill]` in the project config): daily and weekly assets.
     daily_backfill: dg.BackfillPolicy
     weekly_backfill: dg.BackfillPolicy
+
+    @property
+    def first_week(self) -> dt.date:
+        """The first weekly partition's start (even when the days end before it)."""
+        return self.weekly.start.date()
 
     @staticmethod
     def from_config(cfg: ProjectConfig) -> Partitioning:
         end = cfg.end_date.isoformat() if cfg.end_date else None
         tz = cfg.timezone
-        first_week = cfg.first_model_week
-        horizon = cfg.forecast.horizon
         return Partitioning(
             daily=dg.DailyPartitionsDefinition(
                 start_date=cfg.start_date.isoformat(), end_date=end, timezone=tz
             ),
-            # Mondays; the last week is the one holding the last day, so every forecast day has
-            # a model and no week is left that nothing needs. A week's model learns only from
-            # data before the week, so the running week exists (end_offset=1): without an end
-            # date, Dagster would create it only once the week is over.
+            # Mondays; the last week is the one holding the last day, so every day from the
+            # first week on has its week and no week is left that no day needs. A week's
+            # model learns only from data before the week, so the running week exists
+            # (end_offset=1): without an end date, Dagster would create it only once over.
             weekly=dg.WeeklyPartitionsDefinition(
-                start_date=first_week.isoformat(),
+                start_date=cfg.first_model_week.isoformat(),
                 day_offset=1,
                 timezone=tz,
                 end_offset=1,
-                end_date=_next_monday(cfg.end_date).isoformat() if cfg.end_date else None,
-            ),
-            forecast_daily=dg.DailyPartitionsDefinition(
-                start_date=first_week.isoformat(), end_date=end, timezone=tz
-            ),
-            # Target days with at least one forecast: the first forecast day is nobody's target.
-            evaluation_daily=dg.DailyPartitionsDefinition(
-                start_date=(first_week + dt.timedelta(days=1)).isoformat(),
-                end_date=end,
-                timezone=tz,
-            ),
-            # Features of day D read sales of [D - lookback + 1, D].
-            lookback=dg.TimeWindowPartitionMapping(
-                start_offset=-(cfg.forecast.lookback_days - 1),
-                allow_nonexistent_upstream_partitions=True,
-            ),
-            # A model for week W learns from the `training_weeks` weeks before W, never W itself.
-            training_window=dg.TimeWindowPartitionMapping(
-                start_offset=-cfg.forecast.training_weeks,
-                end_offset=-1,
-                allow_nonexistent_upstream_partitions=True,
-            ),
-            # Day E is forecast by the origins E - horizon .. E - 1.
-            forecasts_for_target=dg.TimeWindowPartitionMapping(
-                start_offset=-horizon, end_offset=-1, allow_nonexistent_upstream_partitions=True
-            ),
-            # The gate of week W scores forecasts whose targets lie in the VALIDATION_DAYS days
-            # before W: their origins reach back VALIDATION_DAYS + horizon days (whole weeks).
-            backtest_origins=dg.TimeWindowPartitionMapping(
-                start_offset=-math.ceil((VALIDATION_DAYS + horizon) / 7),
-                end_offset=-1,
-                allow_nonexistent_upstream_partitions=True,
-            ),
-            backtest_targets=dg.TimeWindowPartitionMapping(
-                start_offset=-math.ceil(VALIDATION_DAYS / 7),
-                end_offset=-1,
-                allow_nonexistent_upstream_partitions=True,
-            ),
-            # The gate of week W continues from its decision for week W - 1.
-            previous_week=dg.TimeWindowPartitionMapping(
-                start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True
+                end_date=next_monday(cfg.end_date).isoformat() if cfg.end_date else None,
             ),
             daily_backfill=dg.BackfillPolicy.multi_run(cfg.backfill.days_per_run),
             weekly_backfill=dg.BackfillPolicy.multi_run(cfg.backfill.weeks_per_run),

@@ -20,6 +20,7 @@ from batch_ml.platform.partitions import partition_dates
 from batch_ml.platform.resources import ModelStore
 from batch_ml.products.forecasting.features import BASELINE_COLUMNS, SERIES_KEYS
 from batch_ml.products.forecasting.metrics import evaluate_forecasts, roll_up
+from batch_ml.products.forecasting.partitions import ForecastMappings
 from batch_ml.products.forecasting.report import ReportInputs, write_evaluation_report
 from batch_ml.products.forecasting.training import BASELINE_PREFIX
 
@@ -36,13 +37,14 @@ def _headline(frame: pl.DataFrame) -> dict[str, float]:
 
 
 def build(b: BuildContext) -> list:
+    maps = ForecastMappings.from_config(b.cfg)
     horizon = b.cfg.forecast.horizon
     keys = ["forecast_date", "target_date", *SERIES_KEYS]
 
     @dg.asset(
         name="forecast_accuracy",
         group_name=GROUP,
-        partitions_def=b.parts.evaluation_daily,
+        partitions_def=b.parts.daily,
         backfill_policy=b.parts.daily_backfill,
         kinds={"polars"},
         owners=OWNERS,
@@ -52,8 +54,8 @@ def build(b: BuildContext) -> list:
         metadata={"partition_column": "target_date"},
         check_specs=[finite_values_spec("forecast_accuracy")],
         ins={
-            "predictions": dg.AssetIn(partition_mapping=b.parts.forecasts_for_target),
-            "demand_features": dg.AssetIn(partition_mapping=b.parts.forecasts_for_target),
+            "predictions": dg.AssetIn(partition_mapping=maps.forecasts_for_target),
+            "demand_features": dg.AssetIn(partition_mapping=maps.forecasts_for_target),
             "sales": dg.AssetIn(),
             "products": dg.AssetIn(),
         },

@@ -13,11 +13,13 @@ from batch_ml.platform.common import (
 )
 from batch_ml.platform.partitions import partition_dates
 from batch_ml.products.forecasting.features import build_features
+from batch_ml.products.forecasting.partitions import ForecastMappings
 
 GROUP = "features"
 
 
 def build(b: BuildContext) -> list:
+    maps = ForecastMappings.from_config(b.cfg)
     cfg, f = b.cfg, b.cfg.features
 
     @dg.asset(
@@ -32,7 +34,7 @@ def build(b: BuildContext) -> list:
         metadata={"partition_column": "forecast_date"},
         check_specs=[finite_values_spec("demand_features")],
         ins={
-            "sales": dg.AssetIn(partition_mapping=b.parts.lookback),
+            "sales": dg.AssetIn(partition_mapping=maps.lookback),
             "plans": dg.AssetIn(),
             "calendar": dg.AssetIn(),
             "products": dg.AssetIn(),

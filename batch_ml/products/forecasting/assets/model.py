@@ -15,12 +15,14 @@ from batch_ml.platform.common import (
 )
 from batch_ml.platform.partitions import partition_dates
 from batch_ml.platform.resources import ModelStore
+from batch_ml.products.forecasting.partitions import ForecastMappings
 from batch_ml.products.forecasting.training import model_card, train_model, training_examples
 
 GROUP = "model"
 
 
 def build(b: BuildContext) -> list:
+    maps = ForecastMappings.from_config(b.cfg)
     fc = b.cfg.forecast
 
     @dg.asset(
@@ -36,8 +38,8 @@ def build(b: BuildContext) -> list:
         pool="cpu_heavy",
         metadata={"partition_column": "model_week"},
         ins={
-            "demand_features": dg.AssetIn(partition_mapping=b.parts.training_window),
-            "sales": dg.AssetIn(partition_mapping=b.parts.training_window),
+            "demand_features": dg.AssetIn(partition_mapping=maps.training_window),
+            "sales": dg.AssetIn(partition_mapping=maps.training_window),
         },
         description=(
             "LightGBM (tweedie) direct multi-horizon demand model for the week starting on the "

@@ -14,11 +14,14 @@ from batch_ml.platform.common import (
 )
 from batch_ml.platform.monitoring.drift import MIN_SERIES, PREDICTION, psi_table
 from batch_ml.platform.partitions import partition_dates
-from batch_ml.platform.registry.assets import read_overrides
+from batch_ml.platform.registry.assets import gate_schema, read_overrides
 from batch_ml.platform.registry.gate import UndecidedWeekError, serving_version
 from batch_ml.platform.registry.model import Model
 from batch_ml.platform.resources import ModelStore, TableStore
+from batch_ml.products.forecasting.assets.promotion import policy
 from batch_ml.products.forecasting.features import ID_COLUMNS, SERIES_KEYS
+from batch_ml.products.forecasting.partitions import ForecastMappings
+from batch_ml.products.forecasting.product import PRODUCT
 from batch_ml.products.forecasting.training import BASELINE_PREFIX, predict, predict_baseline
 
 GROUP = "predictions"
@@ -32,13 +35,24 @@ DRIFT_SCHEMA = {
 }
 
 
+def no_predictions(features: pl.DataFrame) -> pl.DataFrame:
+    """The predictions' columns, no rows (a day no gate decision can serve)."""
+    return (
+        features.select(ID_COLUMNS)
+        .clear()
+        .with_columns(prediction=pl.lit(None, pl.Float64), model_version=pl.lit(None, pl.String))
+    )
+
+
 def build(b: BuildContext) -> list:
+    maps = ForecastMappings.from_config(b.cfg)
     horizon = b.cfg.forecast.horizon
+    first_week = b.parts.first_week
 
     @dg.asset(
         name="predictions",
         group_name=GROUP,
-        partitions_def=b.parts.forecast_daily,
+        partitions_def=b.parts.daily,
         backfill_policy=b.parts.daily_backfill,
         kinds={"lightgbm", "polars", "duckdb"},
         owners=OWNERS,
@@ -50,7 +64,7 @@ def build(b: BuildContext) -> list:
             "demand_features": dg.AssetIn(),
             # The daily partition D maps to the gate's decision for the week that contains D
             # (made from data before the week began); overrides effective up to D apply on top.
-            "model_promotion": dg.AssetIn(),
+            "model_promotion": dg.AssetIn(partition_mapping=maps.week_of_day),
         },
         deps=[OVERRIDES],
         check_specs=[
@@ -65,7 +79,9 @@ def build(b: BuildContext) -> list:
             f"Forecasts made on day D for D+1..D+{horizon} for every active store x item, by "
             "the model that was champion on D (so a backfilled past day reproduces what was "
             "predicted then). Warehouse view `predictions` (read-only for consumers): "
-            "forecast_date, target_date, lead, store_id, item_id, prediction, model_version."
+            "forecast_date, target_date, lead, store_id, item_id, prediction, model_version. "
+            f"Days before the first model week ({first_week}) have no model and no gate "
+            "decision: their partitions are stored empty (metadata `empty_reason`)."
         ),
     )
     def predictions(
@@ -76,15 +92,28 @@ def build(b: BuildContext) -> list:
         model_promotion: pl.LazyFrame,
     ):
         gate = model_promotion.collect()
+        if not gate.width:  # no week decided yet: nothing stored to read
+            gate = pl.DataFrame(schema=gate_schema(policy(b.cfg.promotion.margin)))
         overrides = read_overrides(tables, OVERRIDES)
         boosters: dict[str, Model] = {}
         frames = []
+        empty_days = 0
         with measured(len(context.partition_keys)) as cost:
             for day in partition_dates(context):
+                if day < first_week:
+                    empty_days += 1
+                    frames.append(no_predictions(demand_features[day.isoformat()].collect()))
+                    continue
                 try:
                     version = serving_version(gate, overrides, day, BASELINE_PREFIX)
                 except UndecidedWeekError as exc:
-                    raise dg.Failure(str(exc)) from exc
+                    # Waiting would not help: the week's model and gate must be run. Earlier
+                    # steps of the run (the day's sources and features) stay stored.
+                    raise dg.Failure(
+                        f"{exc}: predictions of {day} need it; run {PRODUCT.training_job} for "
+                        f"the week of {day}, then this day again",
+                        allow_retries=False,
+                    ) from exc
                 features = demand_features[day.isoformat()].collect()
                 if version.startswith(BASELINE_PREFIX):
                     frames.append(predict_baseline(features, version))
@@ -102,10 +131,14 @@ def build(b: BuildContext) -> list:
                 f"{incomplete} series lack some of the {horizon} leads and {non_finite} "
                 "predictions are not finite: nothing was written"
             )
+        empty = {"empty_days": empty_days}
+        if empty_days:
+            empty["empty_reason"] = f"before the first model week {first_week}"
         yield dg.Output(
             frame,
             metadata={
                 **cost,
+                **empty,
                 "series": leads.select("store_id", "item_id").n_unique(),
                 "model_versions": ", ".join(sorted(boosters)),
                 "mean_prediction": float(frame["prediction"].mean() or 0.0),
@@ -122,7 +155,7 @@ def build(b: BuildContext) -> list:
     @dg.asset(
         name="prediction_drift",
         group_name=GROUP,
-        partitions_def=b.parts.forecast_daily,
+        partitions_def=b.parts.daily,
         backfill_policy=b.parts.daily_backfill,
         kinds={"polars"},
         owners=OWNERS,

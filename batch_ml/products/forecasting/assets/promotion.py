@@ -10,6 +10,7 @@ from batch_ml.platform.common import OVERRIDES, OWNERS, BuildContext
 from batch_ml.platform.registry.assets import ROWS, GateSpec, Scoring, build_gate_assets
 from batch_ml.platform.registry.gate import GatePolicy
 from batch_ml.products.forecasting.features import BASELINE_COLUMNS
+from batch_ml.products.forecasting.partitions import ForecastMappings
 from batch_ml.products.forecasting.training import (
     VALIDATION_DAYS,
     backtest_examples,
@@ -59,6 +60,7 @@ def backtest_scores(
 
 def build(b: BuildContext) -> list:
     gate_policy = policy(b.cfg.promotion.margin)
+    maps = ForecastMappings.from_config(b.cfg)
 
     def pinnable(row: Mapping) -> bool:
         """The model beat the baselines on its own validation days."""
@@ -73,12 +75,12 @@ def build(b: BuildContext) -> list:
             overrides_asset=OVERRIDES,
             score=backtest_scores,
             ins={
-                "demand_features": dg.AssetIn(partition_mapping=b.parts.backtest_origins),
-                "sales": dg.AssetIn(partition_mapping=b.parts.backtest_targets),
+                "demand_features": dg.AssetIn(partition_mapping=maps.backtest_origins),
+                "sales": dg.AssetIn(partition_mapping=maps.backtest_targets),
             },
             pinnable=pinnable,
             partitions_def=b.parts.weekly,
-            previous_week=b.parts.previous_week,
+            previous_week=maps.previous_week,
             timezone=b.cfg.timezone,
             group=GROUP,
             owners=OWNERS,
