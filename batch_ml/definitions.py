@@ -1,4 +1,5 @@
-"""The Dagster code location: every asset, check, job, schedule, sensor and resource.
+"""The Dagster code location: the platform's resources and automation, and every product the
+project config enables, each with its assets, checks, jobs, schedules and sensor.
 
 Definitions are built from the project configuration (batch_ml.toml, or BATCH_ML_CONFIG), so
 a test or another deployment builds the same graph over other data by passing a config.
@@ -6,50 +7,38 @@ a test or another deployment builds the same graph over other data by passing a 
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 import dagster as dg
 import duckdb
 
 from batch_ml.config import ProjectConfig, load_config
-from batch_ml.platform.common import BuildContext
-from batch_ml.platform.orchestration import build_jobs, build_landing_sensor, build_schedules
+from batch_ml.platform.orchestration import product_definitions
+from batch_ml.platform.product import Product
 from batch_ml.platform.resources import LandingZone, ModelStore, ParquetTableIOManager, TableStore
-from batch_ml.platform.sources import assets as sources
 from batch_ml.platform.storage.warehouse import refresh_views
-from batch_ml.products.forecasting.assets import (
-    evaluation,
-    features,
-    model,
-    predictions,
-    promotion,
-)
-from batch_ml.products.forecasting.product import PRODUCT
-from batch_ml.products.forecasting.sources import project_sources
+from batch_ml.products import CATALOG
 
 logger = logging.getLogger(__name__)
 # A starting code location waits this long at most for another process rewriting the views.
 STARTUP_LOCK_TIMEOUT_S = 5.0
 
 
-def build_definitions(cfg: ProjectConfig) -> dg.Definitions:
-    b = BuildContext.from_config(cfg, project_sources(cfg))
-    assets = [
-        *sources.build(b),
-        *features.build(b),
-        *model.build(b),
-        *promotion.build(b),
-        *predictions.build(b),
-        *evaluation.build(b),
+def enabled_products(cfg: ProjectConfig) -> list[Product]:
+    """The declarations of the products the project config enables, in catalog order."""
+    return [
+        importlib.import_module(f"{package}.product").PRODUCT
+        for name, package in CATALOG.items()
+        if name in cfg.products
     ]
-    jobs = build_jobs(b, PRODUCT)
+
+
+def build_definitions(cfg: ProjectConfig) -> dg.Definitions:
+    """The platform's resources, executor and automation sensor, and every enabled product."""
     paths = cfg.paths
-    return dg.Definitions(
-        assets=assets,
-        jobs=list(jobs.values()),
-        schedules=build_schedules(b, PRODUCT, jobs),
+    platform = dg.Definitions(
         sensors=[
-            build_landing_sensor(b, PRODUCT, jobs),
             # Dagster creates its default automation sensor STOPPED; ours runs from the start
             # so that a user who only drops files sees predictions and reports follow.
             dg.AutomationConditionSensorDefinition(
@@ -72,6 +61,9 @@ def build_definitions(cfg: ProjectConfig) -> dg.Definitions:
                 tables_root=str(paths.tables), warehouse_path=str(paths.warehouse)
             ),
         },
+    )
+    return dg.Definitions.merge(
+        platform, *(product_definitions(cfg, p) for p in enabled_products(cfg))
     )
 
 

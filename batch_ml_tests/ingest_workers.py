@@ -24,7 +24,7 @@ from batch_ml.platform.sources.assets import commit_ingestion, ingest_files
 from batch_ml.platform.sources.contract import QuarantinePolicy
 from batch_ml.platform.sources.records import LOG_TABLE, QUARANTINE_TABLE
 from batch_ml.platform.storage.tables import PartitionedTable
-from batch_ml.products.forecasting.sources import project_sources
+from batch_ml.products.forecasting.product import PRODUCT
 
 # Python's audit events of the file-system calls an ingestion makes: every one is a moment a
 # SIGKILL can land between two steps of the commit (Polars' own writes happen between them).
@@ -34,7 +34,7 @@ TABLES = ("sales", LOG_TABLE, QUARANTINE_TABLE)
 
 def _stores(config: Path):
     cfg = load_config(config)
-    b = BuildContext.from_config(cfg, project_sources(cfg))
+    b = BuildContext.from_config(cfg, PRODUCT)
     landing = LandingZone(root=str(cfg.paths.landing))
     tables = TableStore(tables_root=str(cfg.paths.tables), warehouse_path=str(cfg.paths.warehouse))
     return cfg, b, landing, tables

@@ -216,11 +216,15 @@ def _asset_graph_in_the_browser(url: str, tmp_path) -> set[str]:
         pytest.skip("chromium is not installed: apt-get install chromium")
     location = f"{url}/locations/batch_ml.definitions/asset-groups"
     shown = set()
-    for group in ("sources", "features", "model", "predictions", "evaluation"):
+    stages = ("sources", "features", "model", "predictions", "evaluation")
+    for group in (f"forecasting_{stage}" for stage in stages):
         text = page_text(f"{location}/{group}", tmp_path / "chromium")
         assert f"{group} Asset Group in batch_ml.definitions" in text, text[:500]
         shown |= {name for name in PROJECT_ASSETS if re.search(rf"\b{name}\b", text)}
-    for page, name in ((f"{url}/asset-groups", "all"), (f"{location}/sources", "sources")):
+    for page, name in (
+        (f"{url}/asset-groups", "all"),
+        (f"{location}/forecasting_sources", "sources"),
+    ):
         png = screenshot(page, ARTIFACTS / f"asset-graph-{name}.png", tmp_path / "chromium")
         assert png.stat().st_size > 10_000  # a rendered page, not an empty image
     return shown

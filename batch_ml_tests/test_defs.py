@@ -8,7 +8,8 @@ import pytest
 from batch_ml.config import load_config
 from batch_ml.definitions import build_definitions
 from batch_ml.harness.project import PROJECT_ASSETS, REPO
-from batch_ml.platform.partitions import Partitioning
+from batch_ml.platform.common import BuildContext
+from batch_ml.platform.product import PRODUCT_TAG
 from batch_ml.platform.resources import LandingZone, TableStore
 from batch_ml.products.forecasting.product import PRODUCT
 
@@ -23,7 +24,13 @@ def test_project_definitions_load_with_every_stage_job_schedule_and_sensor():
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == PROJECT_ASSETS
     groups = {graph.get(dg.AssetKey(a)).group_name for a in PROJECT_ASSETS}
-    assert groups == {"sources", "features", "model", "predictions", "evaluation"}
+    stages = ("sources", "features", "model", "predictions", "evaluation")
+    assert groups == {f"forecasting_{stage}" for stage in stages}
+    # The platform gives every asset of the product its owners and the product tag.
+    for asset in PROJECT_ASSETS:
+        node = graph.get(dg.AssetKey(asset))
+        assert node.owners == ["team:forecasting"], asset
+        assert node.tags[PRODUCT_TAG] == "forecasting", asset
     # Every job, schedule and the landing sensor are generated from the product's declaration.
     jobs = {j.name: j for j in defs.resolve_all_job_defs() if not j.name.startswith("__")}
     assert set(jobs) == {
@@ -49,7 +56,8 @@ def test_project_definitions_load_with_every_stage_job_schedule_and_sensor():
     assert selected(PRODUCT.reference_data_job) == {"calendar", "products", "stores"}
     # The daily chain shares one partitioning: a day is one run.
     daily = {graph.get(dg.AssetKey(a)).partitions_def for a in PRODUCT.daily}
-    assert daily == {Partitioning.from_config(load_config(REPO / "batch_ml.toml")).daily}
+    parts = BuildContext.from_config(load_config(REPO / "batch_ml.toml"), PRODUCT).parts
+    assert daily == {parts.daily}
     names = {s.name for s in defs.schedules}
     assert names == {
         "forecasting_daily_schedule",
@@ -118,7 +126,7 @@ def test_sales_asset_fails_on_a_bad_file_naming_file_row_and_column(small_projec
 def test_weekly_model_partitions_cover_exactly_the_forecast_days():
     """Each day from the first model week on has its model week, and no model week is left
     that no day needs."""
-    parts = Partitioning.from_config(load_config(REPO / "batch_ml.toml"))
+    parts = BuildContext.from_config(load_config(REPO / "batch_ml.toml"), PRODUCT).parts
     days = [dt.date.fromisoformat(k) for k in parts.daily.get_partition_keys()]
     days = [d for d in days if d >= parts.first_week]
     weeks = {dt.date.fromisoformat(k) for k in parts.weekly.get_partition_keys()}
@@ -129,7 +137,7 @@ def test_without_an_end_date_the_running_week_has_its_model_partition(tmp_path):
     """Live operation: yesterday's forecast needs the model of yesterday's week today."""
     config = (REPO / "batch_ml.toml").read_text().replace('end_date = "2026-01-01"', "")
     (tmp_path / "batch_ml.toml").write_text(config)
-    parts = Partitioning.from_config(load_config(tmp_path / "batch_ml.toml"))
+    parts = BuildContext.from_config(load_config(tmp_path / "batch_ml.toml"), PRODUCT).parts
     last_day = dt.date.fromisoformat(parts.daily.get_last_partition_key())
     week = last_day - dt.timedelta(days=last_day.weekday())
     assert week.isoformat() in parts.weekly.get_partition_keys()

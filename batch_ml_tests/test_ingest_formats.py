@@ -16,6 +16,7 @@ from polars.testing import assert_frame_equal
 from batch_ml.config import IngestLimits, load_config
 from batch_ml.harness.project import write_config
 from batch_ml.platform.common import BuildContext
+from batch_ml.platform.product import Product
 from batch_ml.platform.resources import LandingZone, TableStore
 from batch_ml.platform.sources.assets import source_asset
 from batch_ml.platform.sources.contract import (
@@ -310,10 +311,23 @@ DECLARED = {
 }
 
 
+# A product that declares only these sources (its assets are built below, one by one).
+DECLARING = Product(
+    name="declared",
+    description="sources declared in this test",
+    owners=(),
+    sources=lambda cfg: DECLARED,
+    first_week=lambda cfg: cfg.start_date,
+    assets=lambda b: [],
+    reference=("customers",),
+    daily=("orders",),
+)
+
+
 @pytest.fixture
 def declared(tmp_path):
     cfg = load_config(write_config(tmp_path))
-    b = BuildContext.from_config(cfg, DECLARED)
+    b = BuildContext.from_config(cfg, DECLARING)
     assets = {name: source_asset(source, b) for name, source in DECLARED.items()}
     landing = cfg.paths.landing
     resources = {

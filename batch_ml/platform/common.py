@@ -1,4 +1,5 @@
-"""Shared wiring for the stage modules: build context, owners, cost metadata."""
+"""Shared wiring of the asset factories: build context, automation, retries, cost metadata,
+finite-value checks."""
 
 from __future__ import annotations
 
@@ -16,18 +17,22 @@ import polars as pl
 
 from batch_ml.config import ProjectConfig
 from batch_ml.platform.partitions import Partitioning
+from batch_ml.platform.product import Product
 from batch_ml.platform.sources.contract import Source
 
-OWNERS = ["team:forecasting"]
 # Declarative automation (the daemon's automation sensor): once the landing sensor has
 # loaded a new day, the latest model week, predictions, accuracy and the report follow as
 # soon as everything they read is there. Backfills of past days stay explicit.
 BRING_UP_TO_DATE = dg.AutomationCondition.eager()
-# `champion_overrides` exists only once a person has pinned or rolled back a model, and eager()
-# waits for every missing dependency: the gate and the predictions must not wait for it. A
-# recorded override applies to the partitions materialized after it (docs/model-lifecycle.md).
-OVERRIDES = "champion_overrides"
-BRING_UP_TO_DATE_DESPITE_OVERRIDES = BRING_UP_TO_DATE.ignore(dg.AssetSelection.assets(OVERRIDES))
+
+
+def bring_up_to_date_ignoring(*assets: str) -> dg.AutomationCondition:
+    """BRING_UP_TO_DATE, not waiting for `assets`: eager() waits for every missing dependency,
+    and an asset that exists only once a person acted (a champion override) must not hold
+    the others back. What it records applies to partitions materialized after it."""
+    return BRING_UP_TO_DATE.ignore(dg.AssetSelection.assets(*assets))
+
+
 # Transient errors (I/O, a briefly locked warehouse) are retried with backoff; a file that
 # breaks the contract raises `dg.Failure(allow_retries=False)` and is not retried.
 TRANSIENT_RETRY = dg.RetryPolicy(
@@ -37,14 +42,18 @@ TRANSIENT_RETRY = dg.RetryPolicy(
 
 @dataclass(frozen=True)
 class BuildContext:
+    """What a product's asset factories build from: the project config, the product's
+    declaration, its partitions and its landing sources."""
+
     cfg: ProjectConfig
+    product: Product
     parts: Partitioning
     sources: dict[str, Source]
 
     @staticmethod
-    def from_config(cfg: ProjectConfig, sources: dict[str, Source]) -> BuildContext:
-        """The context of a project whose products declare these landing sources."""
-        return BuildContext(cfg, Partitioning.from_config(cfg), sources)
+    def from_config(cfg: ProjectConfig, product: Product) -> BuildContext:
+        parts = Partitioning.from_config(cfg, product.first_week(cfg))
+        return BuildContext(cfg, product, parts, dict(product.sources(cfg)))
 
 
 _PROC = Path("/proc/self")

@@ -1,5 +1,5 @@
-"""Jobs, schedules and the landing sensor, generated from a product's declaration (`Product`);
-see docs/operations.md."""
+"""A product's Dagster definitions, generated from its declaration (`Product`): its assets with
+the platform's defaults, its jobs, schedules and landing sensor; see docs/operations.md."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from batch_ml.config import ProjectConfig
 from batch_ml.platform.common import BuildContext
 from batch_ml.platform.partitions import RANGE_END, RANGE_START, week_of
+from batch_ml.platform.product import Product
 from batch_ml.platform.resources import LandingZone, TableStore
 from batch_ml.platform.sources.arrivals import (
     MAX_RUN_ATTEMPTS,
@@ -42,67 +44,6 @@ CURSOR_VERSION = 2
 DAILY_HOUR = 6
 TRAINING_HOUR = 7
 REPORT_CRON = "30 7 * * *"
-
-
-@dataclass(frozen=True)
-class Product:
-    """What the platform needs to know of a product to orchestrate it: its name and its assets
-    by role. Every job, schedule and sensor name is derived from `name`.
-
-    - `reference`: unpartitioned inputs loaded once and when their files change (static
-      sources, e.g. a product catalog);
-    - `daily`: the daily chain on the daily partitions, sources first (e.g. sources ->
-      features -> predictions -> monitoring -> accuracy): one run materializes a day's chain;
-    - `weekly`: on the weekly partitions, e.g. a model and its champion/challenger gate;
-    - `override`: the asset a person's run config writes (a champion pin or rollback);
-    - `reports`: unpartitioned roll-ups over all days.
-    """
-
-    name: str
-    reference: tuple[str, ...]
-    daily: tuple[str, ...]
-    weekly: tuple[str, ...] = ()
-    override: str | None = None
-    reports: tuple[str, ...] = ()
-
-    def _job(self, role: str) -> str:
-        return f"{self.name}_{role}_job"
-
-    @property
-    def daily_job(self) -> str:
-        return self._job("daily")
-
-    @property
-    def training_job(self) -> str:
-        return self._job("training")
-
-    @property
-    def reference_data_job(self) -> str:
-        return self._job("reference_data")
-
-    @property
-    def champion_override_job(self) -> str:
-        return self._job("champion_override")
-
-    @property
-    def report_job(self) -> str:
-        return self._job("report")
-
-    @property
-    def daily_schedule(self) -> str:
-        return f"{self.name}_daily_schedule"
-
-    @property
-    def training_schedule(self) -> str:
-        return f"{self.name}_training_schedule"
-
-    @property
-    def report_schedule(self) -> str:
-        return f"{self.name}_report_schedule"
-
-    @property
-    def landing_sensor(self) -> str:
-        return f"{self.name}_landing_sensor"
 
 
 def build_jobs(b: BuildContext, product: Product) -> dict[str, dg.UnresolvedAssetJobDefinition]:
@@ -428,3 +369,17 @@ def build_landing_sensor(b: BuildContext, product: Product, jobs: dict) -> dg.Se
         return dg.SensorResult(run_requests=requests, cursor=cursor_text)
 
     return landing_sensor
+
+
+def product_definitions(cfg: ProjectConfig, product: Product) -> dg.Definitions:
+    """Everything of one product: its assets (groups, owners and tag from the platform), its
+    jobs, schedules and landing sensor. No resources: the code location binds them."""
+    b = BuildContext.from_config(cfg, product)
+    jobs = build_jobs(b, product)
+    defs = dg.Definitions(
+        assets=product.assets(b),
+        jobs=list(jobs.values()),
+        schedules=build_schedules(b, product, jobs),
+        sensors=[build_landing_sensor(b, product, jobs)],
+    )
+    return defs.map_asset_specs(func=product.with_defaults)

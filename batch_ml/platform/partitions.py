@@ -74,7 +74,9 @@ class Partitioning:
         return self.weekly.start.date()
 
     @staticmethod
-    def from_config(cfg: ProjectConfig) -> Partitioning:
+    def from_config(cfg: ProjectConfig, first_week: dt.date) -> Partitioning:
+        """Days from the project's start date; weeks from `first_week` (a Monday: the
+        product's first week with enough history for a model)."""
         end = cfg.end_date.isoformat() if cfg.end_date else None
         tz = cfg.timezone
         return Partitioning(
@@ -86,7 +88,7 @@ class Partitioning:
             # model learns only from data before the week, so the running week exists
             # (end_offset=1): without an end date, Dagster would create it only once over.
             weekly=dg.WeeklyPartitionsDefinition(
-                start_date=cfg.first_model_week.isoformat(),
+                start_date=first_week.isoformat(),
                 day_offset=1,
                 timezone=tz,
                 end_offset=1,

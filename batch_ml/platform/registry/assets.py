@@ -154,7 +154,8 @@ class GateSpec:
     previous_week: dg.PartitionMapping
     timezone: str
     group: str
-    owners: Sequence[str]
+    # Owners besides the product's (which `Product.with_defaults` adds to every asset).
+    owners: Sequence[str] = ()
     kinds: frozenset[str] = frozenset({"polars"})
     code_version: str = "gate-v1"
     schema_changes: Mapping[str, Sequence[str]] = field(default_factory=dict)

@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from batch_ml.platform.common import OWNERS, TRANSIENT_RETRY, BuildContext, measured
+from batch_ml.platform.common import TRANSIENT_RETRY, BuildContext, measured
 from batch_ml.platform.partitions import partition_dates
 from batch_ml.platform.resources import LandingZone, TableStore, table_metadata
 from batch_ml.platform.sources.contract import (
@@ -358,7 +358,6 @@ def source_asset(source: Source, b: BuildContext) -> dg.AssetsDefinition:
         "group_name": GROUP,
         "code_version": "sources-v3",
         "kinds": {"polars", source.file_format},
-        "owners": OWNERS,
         "retry_policy": TRANSIENT_RETRY,
         "check_specs": check_specs,
         "description": source.description or None,

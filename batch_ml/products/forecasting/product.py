@@ -1,11 +1,48 @@
-"""The forecasting product as the platform orchestrates it: its assets by role. The platform
-generates `forecasting_daily_job`, `forecasting_training_job`, the schedules and the landing
-sensor from this (batch_ml.platform.orchestration)."""
+"""The demand-forecasting product as the platform sees it: its sources, first model week and
+assets by role. The platform builds its jobs (`forecasting_daily_job`,
+`forecasting_training_job`, ...), schedules and landing sensor from this declaration, and
+gives its assets the groups `forecasting_<stage>`, owners and tag (batch_ml.platform.product).
+"""
 
-from batch_ml.platform.orchestration import Product
+from __future__ import annotations
+
+from batch_ml.platform.product import Product
+from batch_ml.products.forecasting.config import NAME
+from batch_ml.products.forecasting.sources import project_sources
+
+# Written only by a person's pin, unpin or rollback (`batch-ml champion ...`).
+OVERRIDES = "champion_overrides"
+
+
+def _assets(b) -> list:
+    # Imported here: the asset modules name the product's jobs through `b.product`, and this
+    # module is what declares them.
+    from batch_ml.platform.sources.assets import build as source_assets
+    from batch_ml.products.forecasting.assets import (
+        evaluation,
+        features,
+        model,
+        predictions,
+        promotion,
+    )
+
+    return [
+        *source_assets(b),
+        *features.build(b),
+        *model.build(b),
+        *promotion.build(b),
+        *predictions.build(b),
+        *evaluation.build(b),
+    ]
+
 
 PRODUCT = Product(
-    name="forecasting",
+    name=NAME,
+    description="Daily demand forecasts per store x item for the next `horizon` days.",
+    owners=("team:forecasting",),
+    sources=project_sources,
+    first_week=lambda cfg: cfg.product(NAME).first_model_week(cfg.start_date),
+    assets=_assets,
     reference=("calendar", "products", "stores"),
     # A day's chain: its files, its features, its forecasts with their drift, and the accuracy
     # of the forecasts made for it on earlier days.
@@ -18,6 +55,6 @@ PRODUCT = Product(
         "forecast_accuracy",
     ),
     weekly=("demand_model", "model_promotion"),
-    override="champion_overrides",
+    override=OVERRIDES,
     reports=("accuracy_report",),
 )

@@ -9,7 +9,6 @@ import polars as pl
 
 from batch_ml.platform.common import (
     BRING_UP_TO_DATE,
-    OWNERS,
     TRANSIENT_RETRY,
     BuildContext,
     finite_values_check,
@@ -47,7 +46,6 @@ def build(b: BuildContext) -> list:
         partitions_def=b.parts.daily,
         backfill_policy=b.parts.daily_backfill,
         kinds={"polars"},
-        owners=OWNERS,
         retry_policy=TRANSIENT_RETRY,
         code_version="evaluation-v2",
         automation_condition=BRING_UP_TO_DATE,
@@ -108,7 +106,6 @@ def build(b: BuildContext) -> list:
         name="accuracy_report",
         group_name=GROUP,
         kinds={"polars", "html"},
-        owners=OWNERS,
         retry_policy=TRANSIENT_RETRY,
         code_version="report-v2",
         automation_condition=BRING_UP_TO_DATE,

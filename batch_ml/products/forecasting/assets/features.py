@@ -4,7 +4,6 @@ import dagster as dg
 import polars as pl
 
 from batch_ml.platform.common import (
-    OWNERS,
     TRANSIENT_RETRY,
     BuildContext,
     finite_values_check,
@@ -28,7 +27,6 @@ def build(b: BuildContext) -> list:
         partitions_def=b.parts.daily,
         backfill_policy=b.parts.daily_backfill,
         kinds={"polars"},
-        owners=OWNERS,
         retry_policy=TRANSIENT_RETRY,
         code_version="features-v1",
         metadata={"partition_column": "forecast_date"},

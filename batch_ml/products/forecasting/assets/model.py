@@ -8,7 +8,6 @@ import polars as pl
 
 from batch_ml.platform.common import (
     BRING_UP_TO_DATE,
-    OWNERS,
     TRANSIENT_RETRY,
     BuildContext,
     measured,
@@ -31,7 +30,6 @@ def build(b: BuildContext) -> list:
         partitions_def=b.parts.weekly,
         backfill_policy=b.parts.weekly_backfill,
         kinds={"lightgbm", "polars"},
-        owners=OWNERS,
         retry_policy=TRANSIENT_RETRY,
         code_version="model-v1",
         automation_condition=BRING_UP_TO_DATE,

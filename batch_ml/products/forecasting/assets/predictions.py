@@ -5,11 +5,9 @@ import polars as pl
 
 from batch_ml.platform.common import (
     BRING_UP_TO_DATE,
-    BRING_UP_TO_DATE_DESPITE_OVERRIDES,
-    OVERRIDES,
-    OWNERS,
     TRANSIENT_RETRY,
     BuildContext,
+    bring_up_to_date_ignoring,
     measured,
 )
 from batch_ml.platform.monitoring.drift import MIN_SERIES, PREDICTION, psi_table
@@ -21,7 +19,7 @@ from batch_ml.platform.resources import ModelStore, TableStore
 from batch_ml.products.forecasting.assets.promotion import policy
 from batch_ml.products.forecasting.features import ID_COLUMNS, SERIES_KEYS
 from batch_ml.products.forecasting.partitions import ForecastMappings
-from batch_ml.products.forecasting.product import PRODUCT
+from batch_ml.products.forecasting.product import OVERRIDES
 from batch_ml.products.forecasting.training import BASELINE_PREFIX, predict, predict_baseline
 
 GROUP = "predictions"
@@ -55,10 +53,9 @@ def build(b: BuildContext) -> list:
         partitions_def=b.parts.daily,
         backfill_policy=b.parts.daily_backfill,
         kinds={"lightgbm", "polars", "duckdb"},
-        owners=OWNERS,
         retry_policy=TRANSIENT_RETRY,
         code_version="predictions-v1",
-        automation_condition=BRING_UP_TO_DATE_DESPITE_OVERRIDES,
+        automation_condition=bring_up_to_date_ignoring(OVERRIDES),
         metadata={"partition_column": "forecast_date"},
         ins={
             "demand_features": dg.AssetIn(),
@@ -110,7 +107,7 @@ def build(b: BuildContext) -> list:
                     # Waiting would not help: the week's model and gate must be run. Earlier
                     # steps of the run (the day's sources and features) stay stored.
                     raise dg.Failure(
-                        f"{exc}: predictions of {day} need it; run {PRODUCT.training_job} for "
+                        f"{exc}: predictions of {day} need it; run {b.product.training_job} for "
                         f"the week of {day}, then this day again",
                         allow_retries=False,
                     ) from exc
@@ -158,7 +155,6 @@ def build(b: BuildContext) -> list:
         partitions_def=b.parts.daily,
         backfill_policy=b.parts.daily_backfill,
         kinds={"polars"},
-        owners=OWNERS,
         retry_policy=TRANSIENT_RETRY,
         code_version="drift-v1",
         automation_condition=BRING_UP_TO_DATE,

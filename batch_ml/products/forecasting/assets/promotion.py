@@ -6,11 +6,12 @@ from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
-from batch_ml.platform.common import OVERRIDES, OWNERS, BuildContext
+from batch_ml.platform.common import BuildContext
 from batch_ml.platform.registry.assets import ROWS, GateSpec, Scoring, build_gate_assets
 from batch_ml.platform.registry.gate import GatePolicy
 from batch_ml.products.forecasting.features import BASELINE_COLUMNS
 from batch_ml.products.forecasting.partitions import ForecastMappings
+from batch_ml.products.forecasting.product import OVERRIDES
 from batch_ml.products.forecasting.training import (
     VALIDATION_DAYS,
     backtest_examples,
@@ -83,7 +84,6 @@ def build(b: BuildContext) -> list:
             previous_week=maps.previous_week,
             timezone=b.cfg.timezone,
             group=GROUP,
-            owners=OWNERS,
             kinds=frozenset({"lightgbm", "polars"}),
             code_version="promotion-v2",
             schema_changes={"dropped": list(OLD_GATE_COLUMNS)},
