@@ -123,7 +123,7 @@ def run_pipeline(cfg: ProjectConfig, instance) -> dict:
 
     defs = build_definitions(cfg)
     first_day, last_day = _sales_days(cfg)
-    first_week = cfg.first_model_week
+    first_week = PRODUCT.first_week(cfg)
     if last_day < first_week:
         raise SystemExit(f"sales end on {last_day}: the first model week is {first_week}")
     stages = catch_up_stages(PRODUCT, defs.resolve_asset_graph(), first_day, last_day, first_week)

@@ -127,27 +127,6 @@ class ProjectConfig:
                 f"{sorted(self.products)}); add its [{name}] table"
             ) from None
 
-    # Transitional: forecasting's settings under their names before the per-product sections.
-    @property
-    def forecast(self):
-        return self.product("forecasting").forecast
-
-    @property
-    def features(self):
-        return self.product("forecasting").features
-
-    @property
-    def promotion(self):
-        return self.product("forecasting").promotion
-
-    @property
-    def demo(self):
-        return self.product("forecasting").demo
-
-    @property
-    def first_model_week(self) -> dt.date:
-        return self.product("forecasting").first_model_week(self.start_date)
-
 
 def parse_date(value: object, key: str) -> dt.date:
     if isinstance(value, dt.date):

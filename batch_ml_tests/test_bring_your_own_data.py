@@ -15,6 +15,7 @@ import pytest
 from batch_ml.cli import run_pipeline
 from batch_ml.config import load_config
 from batch_ml.harness.project import SHARED_DATA, write_config
+from batch_ml.products.forecasting.config import settings
 
 pytestmark = pytest.mark.definitions
 
@@ -61,7 +62,7 @@ def test_bike_sharing_runs_through_the_whole_graph(tmp_path):
             "select count(distinct item_id), count(distinct lead) from predictions"
         ).fetchone()
         features = con.execute("select holiday, workingday from demand_features limit 1").fetchone()
-    assert (series, leads) == (2, cfg.forecast.horizon)
+    assert (series, leads) == (2, settings(cfg).forecast.horizon)
     assert features is not None  # the declared calendar covariates reached the features
     wape = {m: metadata[f"wape_{m}"].value for m in ("model", "seasonal_naive", "moving_average")}
     assert all(0 < w < 1 for w in wape.values()), wape

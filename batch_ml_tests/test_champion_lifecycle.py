@@ -78,7 +78,7 @@ def test_a_backfilled_past_day_is_forecast_by_the_champion_of_that_day(project):
     past_champion = promoted["champion_version"][0]
     assert past_champion != latest
     day = first_champion_week + dt.timedelta(days=2)
-    before_any = cfg.first_model_week + dt.timedelta(days=1)  # no model had passed yet
+    before_any = PRODUCT.first_week(cfg) + dt.timedelta(days=1)  # no model had passed yet
     for d in (day, before_any):
         assert _run(defs, instance, PRODUCT.daily_job, d, asset_selection=FORECAST).success
     versions = _versions(cfg, before_any, day)

@@ -7,6 +7,7 @@ import pytest
 
 from batch_ml.config import DATA_ROOT_ENV, ConfigError, load_config, parse_config
 from batch_ml.harness.project import REPO, write_config
+from batch_ml.products.forecasting.config import settings
 
 BASE = {"calendar": {"start_date": "2025-01-01"}}
 
@@ -68,7 +69,7 @@ def test_column_names_that_collide_are_refused(tmp_path, columns, message):
 def test_known_in_advance_may_name_the_covariates_sales_files_carry(tmp_path):
     # Sales files carry the observed price and promotion: the plans' known-in-advance columns.
     cfg = load_config(write_config(tmp_path, known=("price", "on_promo", "is_open")))
-    assert cfg.features.known_in_advance == ("price", "on_promo", "is_open")
+    assert settings(cfg).features.known_in_advance == ("price", "on_promo", "is_open")
 
 
 @pytest.mark.parametrize(

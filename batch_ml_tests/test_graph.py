@@ -14,6 +14,7 @@ from batch_ml.cli import run_pipeline
 from batch_ml.definitions import build_definitions
 from batch_ml.platform.partitions import RANGE_END, RANGE_START
 from batch_ml.platform.storage.tables import PartitionedTable
+from batch_ml.products.forecasting.config import settings
 from batch_ml.products.forecasting.product import PRODUCT
 
 pytestmark = pytest.mark.definitions
@@ -35,11 +36,11 @@ def test_whole_graph_runs_and_rerun_is_idempotent(small_project, tmp_path):
         # Reference data, the chain's first part, the weeks, the chain's rest, the report.
         assert len(run["timings"]) == len(instance.get_runs()) == 5
         count, digest = _predictions_digest(cfg)
-        horizon = cfg.forecast.horizon
-        first_day = cfg.first_model_week
-        last_day = cfg.start_date + dt.timedelta(days=cfg.demo.days - 1)
+        horizon = settings(cfg).forecast.horizon
+        first_day = PRODUCT.first_week(cfg)
+        last_day = cfg.start_date + dt.timedelta(days=settings(cfg).demo.days - 1)
         forecast_days = (last_day - first_day).days + 1
-        all_days = cfg.demo.days
+        all_days = settings(cfg).demo.days
         assert count > 0 and count % horizon == 0
         preds = PartitionedTable(cfg.paths.tables, "predictions").read()
         assert preds.select("forecast_date").n_unique() == forecast_days
@@ -123,7 +124,7 @@ def test_a_day_whose_week_is_undecided_fails_clearly_until_its_week_is_trained(s
     cfg = small_project
     defs = build_definitions(cfg)
     daily = defs.resolve_job_def(PRODUCT.daily_job)
-    week = cfg.first_model_week
+    week = PRODUCT.first_week(cfg)
     eve = week - dt.timedelta(days=1)
     predictions = PartitionedTable(cfg.paths.tables, "predictions")
     accuracy = PartitionedTable(cfg.paths.tables, "forecast_accuracy")
@@ -171,7 +172,7 @@ def test_weekly_runs_one_week_at_a_time_extend_the_gate(small_project):
     champion yet) must not fix the types of the columns the next weeks fill."""
     cfg = small_project
     defs = build_definitions(cfg)
-    first, last = cfg.start_date, cfg.start_date + dt.timedelta(days=cfg.demo.days - 1)
+    first, last = cfg.start_date, cfg.start_date + dt.timedelta(days=settings(cfg).demo.days - 1)
     with dg.DagsterInstance.ephemeral() as instance:
 
         def run(job: str, start: dt.date, end: dt.date, assets=None) -> None:
@@ -183,7 +184,7 @@ def test_weekly_runs_one_week_at_a_time_extend_the_gate(small_project):
 
         defs.resolve_job_def(PRODUCT.reference_data_job).execute_in_process(instance=instance)
         run(PRODUCT.daily_job, first, last, ["sales", "plans", "demand_features"])
-        weeks = [cfg.first_model_week + dt.timedelta(weeks=k) for k in range(3)]
+        weeks = [PRODUCT.first_week(cfg) + dt.timedelta(weeks=k) for k in range(3)]
         for week in weeks:
             run(PRODUCT.training_job, week, week)
     table = PartitionedTable(cfg.paths.tables, "model_promotion")

@@ -16,7 +16,7 @@ from batch_ml.platform.sources.contract import ContractViolation, read_landing_f
 from batch_ml.platform.sources.landing import discover
 from batch_ml.platform.sources.records import LOG_TABLE
 from batch_ml.platform.storage.tables import UNPARTITIONED, PartitionedTable
-from batch_ml.products.forecasting.config import FeatureConfig
+from batch_ml.products.forecasting.config import FeatureConfig, settings
 from batch_ml.products.forecasting.features import BASELINE_COLUMNS
 from batch_ml.products.forecasting.product import PRODUCT
 from batch_ml.products.forecasting.sources import project_sources, sources
@@ -196,7 +196,7 @@ def test_files_the_contract_allows_are_stored_after_a_full_file(tmp_path):
 def test_attribute_types_and_limits_come_from_the_config(tmp_path):
     path = write_config(tmp_path)
     cfg = load_config(path)
-    assert cfg.features.numeric_attributes == ("base_price",)
+    assert settings(cfg).features.numeric_attributes == ("base_price",)
     assert cfg.ingest.limits == IngestLimits()
     contract = project_sources(cfg)
     assert contract["products"].columns["base_price"] == pl.Float64

@@ -212,7 +212,7 @@ def _execute(cfg, requests, instance, succeed: bool = True) -> None:
             assert not result.success and "predictions" not in failed, (request.tags, failed)
             continue
         days = _days(request) if request.job_name == PRODUCT.daily_job else []
-        undecided = any(d >= cfg.first_model_week.isoformat() for d in days)
+        undecided = any(d >= PRODUCT.first_week(cfg).isoformat() for d in days)
         assert failed == ({"predictions"} if undecided else set()), (request.tags, failed)
 
 

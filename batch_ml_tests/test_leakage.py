@@ -10,6 +10,7 @@ import pytest
 
 from batch_ml.config import ProjectConfig, load_config
 from batch_ml.harness.project import write_config
+from batch_ml.products.forecasting.config import settings
 from batch_ml.products.forecasting.demo import simulate, spec_from_config
 from batch_ml.products.forecasting.features import SERIES_KEYS, build_features
 from batch_ml.products.forecasting.leakage import (
@@ -59,13 +60,13 @@ def build(project):
     cfg = project[0]
 
     def real(sales, plans, calendar, products, stores) -> pl.DataFrame:
-        f = cfg.features
+        f = settings(cfg).features
         return build_features(
             sales.lazy(),
             FIRST_ORIGIN,
             LAST_DAY,
-            cfg.forecast.horizon,
-            cfg.forecast.lookback_days,
+            settings(cfg).forecast.horizon,
+            settings(cfg).forecast.lookback_days,
             plans=plans.lazy(),
             calendar=calendar.lazy(),
             products=products,
@@ -88,7 +89,7 @@ def model_examples(cfg: ProjectConfig):
     """The training set of a model week exactly as defs/model.py selects it."""
 
     def select(features: pl.DataFrame, sales: pl.DataFrame, week: dt.date) -> pl.DataFrame:
-        start = week - dt.timedelta(weeks=cfg.forecast.training_weeks)
+        start = week - dt.timedelta(weeks=settings(cfg).forecast.training_weeks)
         return (
             training_examples(
                 features.filter(pl.col("forecast_date").is_between(start, week, "left")).lazy(),

@@ -56,7 +56,9 @@ import polars as pl
 
 from batch_ml.config import DATA_ROOT_ENV, ProjectConfig, parse_config
 from batch_ml.platform.storage.tables import PartitionedTable
+from batch_ml.products.forecasting.config import settings
 from batch_ml.products.forecasting.metrics import roll_up
+from batch_ml.products.forecasting.product import PRODUCT
 from batch_ml.products.forecasting.training import BASELINE_PREFIX
 from benchmarks.facts import git, version
 
@@ -306,10 +308,10 @@ def run_dataset(dataset: Dataset, horizon: int | None, keep: Path | None) -> dic
                     "start_date": cfg.start_date.isoformat(),
                     "end_date": cfg.end_date.isoformat() if cfg.end_date else None,
                 },
-                "forecast": vars(cfg.forecast),
-                "features": {k: list(v) for k, v in vars(cfg.features).items()},
-                "promotion": vars(cfg.promotion),
-                "first_model_week": cfg.first_model_week.isoformat(),
+                "forecast": vars(settings(cfg).forecast),
+                "features": {k: list(v) for k, v in vars(settings(cfg).features).items()},
+                "promotion": vars(settings(cfg).promotion),
+                "first_model_week": PRODUCT.first_week(cfg).isoformat(),
             },
             pipeline={
                 "first_day": run["first_day"].isoformat(),
@@ -391,7 +393,7 @@ def per_series(tables: Path, target_days: pl.DataFrame) -> pl.DataFrame:
 
 def analyse(cfg: ProjectConfig) -> dict:
     tables = cfg.paths.tables
-    horizon = cfg.forecast.horizon
+    horizon = settings(cfg).forecast.horizon
     acc = PartitionedTable(tables, "forecast_accuracy").read()
     preds = PartitionedTable(tables, "predictions").scan()
     sales = PartitionedTable(tables, "sales").scan()

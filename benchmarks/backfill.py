@@ -69,6 +69,8 @@ from batch_ml.harness.graphql import (
     sensor_states,
     stop_running_sensors,
 )
+from batch_ml.products.forecasting.config import settings
+from batch_ml.products.forecasting.product import PRODUCT
 from benchmarks.event_store import STORAGE, event_store_cost
 from benchmarks.facts import git, loadavg, uncommitted, version
 
@@ -243,7 +245,7 @@ def window_selection(cfg, days: int) -> tuple[list[dict], dict[str, int | None]]
     end = cfg.end_date - dt.timedelta(days=1)
     middle = START + dt.timedelta(days=(end - START).days // 2)
     # forecast_accuracy partitions start the day after the first model week
-    first = max(middle, cfg.first_model_week + dt.timedelta(days=1))
+    first = max(middle, PRODUCT.first_week(cfg) + dt.timedelta(days=1))
     first += dt.timedelta(days=(7 - first.weekday()) % 7)
     last = first + dt.timedelta(days=days - 1)
     if last > end:
@@ -1033,8 +1035,10 @@ def main(argv: list[str] | None = None) -> int:
             "start": START.isoformat(),
             "stores": args.stores,
             "items": args.items,
-            "horizon": floor_cfg.forecast.horizon,
-            "first_model_week": floor_cfg.first_model_week.isoformat(),
+            "horizon": settings(floor_cfg).forecast.horizon,
+            "first_model_week": settings(floor_cfg)
+            .first_model_week(floor_cfg.start_date)
+            .isoformat(),
             "full": full_counts,
             "batched_executor": "in_process (the project's code location)",
             "batched_days_per_run": batched_cfg.backfill.days_per_run,

@@ -47,6 +47,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from batch_ml.harness.project import write_config
+from batch_ml.products.forecasting.config import settings
 from benchmarks import event_store, facts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -333,7 +334,7 @@ def daily_floor(cfg) -> dict:
     from batch_ml.products.forecasting.training import BASELINE_PREFIX, predict
 
     day, key = NEW_DAY, NEW_DAY.isoformat()
-    f, fc = cfg.features, cfg.forecast
+    f, fc = settings(cfg).features, settings(cfg).forecast
     src = project_sources(cfg)
     tables = TableStore(tables_root=str(cfg.paths.tables), warehouse_path=str(cfg.paths.warehouse))
     models = ModelStore(root=str(cfg.paths.models))
@@ -565,7 +566,7 @@ def throughput_child(config: str, repeats: int) -> int:
     from batch_ml.products.forecasting.training import predict
 
     cfg = load_config(config)
-    fc, f = cfg.forecast, cfg.features
+    fc, f = settings(cfg).forecast, settings(cfg).features
     tables = TableStore(tables_root=str(cfg.paths.tables), warehouse_path=str(cfg.paths.warehouse))
     models = ModelStore(root=str(cfg.paths.models))
     day = NEW_DAY

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from batch_ml.config import (
     ConfigError,
     IngestLimits,
+    ProjectConfig,
     check_known_keys,
     number_fields,
     parse_date,
@@ -190,3 +191,8 @@ def parse_section(section: dict) -> ForecastingConfig:
         promotion=promotion,
         demo=DemoConfig(**demo_raw),
     )
+
+
+def settings(cfg: ProjectConfig) -> ForecastingConfig:
+    """The forecasting product's settings in a project config (ConfigError if not enabled)."""
+    return cfg.product(NAME)

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from batch_ml.products.forecasting.config import settings
+
 CATEGORIES = ("grocery", "household", "snacks", "beverages")
 # Day-of-week multipliers (Mon..Sun) per category.
 WEEKLY = {
@@ -57,14 +59,15 @@ class SimulationSpec:
 
 def spec_from_config(cfg) -> SimulationSpec:
     """The simulation the project config's [demo] section describes."""
-    d = cfg.demo
+    d = settings(cfg).demo
+    horizon = settings(cfg).forecast.horizon
     return SimulationSpec(
         stores=d.stores,
         items=d.items,
         start_date=d.start_date,
         days=d.days,
         seed=d.seed,
-        horizon=cfg.forecast.horizon,
+        horizon=horizon,
     )
 
 

@@ -9,6 +9,7 @@ import dagster as dg
 
 from batch_ml.config import ProjectConfig
 from batch_ml.platform.partitions import overlapping, preceding, trailing, weeks_spanning
+from batch_ml.products.forecasting.config import settings
 from batch_ml.products.forecasting.training import VALIDATION_DAYS
 
 
@@ -24,12 +25,13 @@ class ForecastMappings:
 
     @staticmethod
     def from_config(cfg: ProjectConfig) -> ForecastMappings:
-        horizon = cfg.forecast.horizon
+        fc = settings(cfg).forecast
+        horizon = fc.horizon
         return ForecastMappings(
             # Features of day D read sales of [D - lookback + 1, D].
-            lookback=trailing(cfg.forecast.lookback_days),
+            lookback=trailing(fc.lookback_days),
             # A model for week W learns from the `training_weeks` weeks before W, never W itself.
-            training_window=preceding(cfg.forecast.training_weeks),
+            training_window=preceding(fc.training_weeks),
             # Day E is forecast by the origins E - horizon .. E - 1.
             forecasts_for_target=preceding(horizon),
             # The gate of week W scores forecasts whose targets lie in the VALIDATION_DAYS days

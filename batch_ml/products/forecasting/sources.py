@@ -13,7 +13,7 @@ import polars as pl
 
 from batch_ml.config import IngestLimits, ProjectConfig
 from batch_ml.platform.sources.contract import MatchesStored, Source, Summary
-from batch_ml.products.forecasting.config import FeatureConfig
+from batch_ml.products.forecasting.config import FeatureConfig, settings
 
 SERIES_KEYS = ("store_id", "item_id")
 TARGET = "units"
@@ -131,4 +131,5 @@ def sources(features: FeatureConfig, limits: IngestLimits, horizon: int) -> dict
 
 def project_sources(cfg: ProjectConfig) -> dict[str, Source]:
     """The sources of a project config: its features, `[ingest]` limits and horizon."""
-    return sources(cfg.features, cfg.ingest.limits, cfg.forecast.horizon)
+    fc = settings(cfg)
+    return sources(fc.features, cfg.ingest.limits, fc.forecast.horizon)

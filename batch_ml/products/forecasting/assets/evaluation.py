@@ -17,6 +17,7 @@ from batch_ml.platform.common import (
 )
 from batch_ml.platform.partitions import partition_dates
 from batch_ml.platform.resources import ModelStore
+from batch_ml.products.forecasting.config import settings
 from batch_ml.products.forecasting.features import BASELINE_COLUMNS, SERIES_KEYS
 from batch_ml.products.forecasting.metrics import evaluate_forecasts, roll_up
 from batch_ml.products.forecasting.partitions import ForecastMappings
@@ -37,7 +38,7 @@ def _headline(frame: pl.DataFrame) -> dict[str, float]:
 
 def build(b: BuildContext) -> list:
     maps = ForecastMappings.from_config(b.cfg)
-    horizon = b.cfg.forecast.horizon
+    horizon = settings(b.cfg).forecast.horizon
     keys = ["forecast_date", "target_date", *SERIES_KEYS]
 
     @dg.asset(

@@ -11,6 +11,7 @@ from batch_ml.platform.common import (
     measured,
 )
 from batch_ml.platform.partitions import partition_dates
+from batch_ml.products.forecasting.config import settings
 from batch_ml.products.forecasting.features import build_features
 from batch_ml.products.forecasting.partitions import ForecastMappings
 
@@ -19,7 +20,8 @@ GROUP = "features"
 
 def build(b: BuildContext) -> list:
     maps = ForecastMappings.from_config(b.cfg)
-    cfg, f = b.cfg, b.cfg.features
+    fc = settings(b.cfg).forecast
+    f = settings(b.cfg).features
 
     @dg.asset(
         name="demand_features",
@@ -41,7 +43,7 @@ def build(b: BuildContext) -> list:
         description=(
             "One row per forecast origin D, active series and lead 1..horizon with features "
             "known at the end of D: lags, same-weekday lags, rolling statistics over the "
-            f"{cfg.forecast.lookback_days}-day lookback (a partition mapping on `sales`), "
+            f"{fc.lookback_days}-day lookback (a partition mapping on `sales`), "
             "calendar, planned price/promotion, store and product attributes, and the two "
             "baseline forecasts (seasonal naive, 28-day moving average)."
         ),
@@ -60,8 +62,8 @@ def build(b: BuildContext) -> list:
                 sales,
                 days[0],
                 days[-1],
-                cfg.forecast.horizon,
-                cfg.forecast.lookback_days,
+                fc.horizon,
+                fc.lookback_days,
                 plans=plans,
                 calendar=calendar,
                 products=products.collect(),

@@ -14,6 +14,7 @@ from batch_ml.platform.common import (
 )
 from batch_ml.platform.partitions import partition_dates
 from batch_ml.platform.resources import ModelStore
+from batch_ml.products.forecasting.config import settings
 from batch_ml.products.forecasting.partitions import ForecastMappings
 from batch_ml.products.forecasting.training import model_card, train_model, training_examples
 
@@ -22,7 +23,7 @@ GROUP = "model"
 
 def build(b: BuildContext) -> list:
     maps = ForecastMappings.from_config(b.cfg)
-    fc = b.cfg.forecast
+    fc = settings(b.cfg).forecast
 
     @dg.asset(
         name="demand_model",

@@ -17,6 +17,7 @@ from batch_ml.platform.registry.gate import UndecidedWeekError, serving_version
 from batch_ml.platform.registry.model import Model
 from batch_ml.platform.resources import ModelStore, TableStore
 from batch_ml.products.forecasting.assets.promotion import policy
+from batch_ml.products.forecasting.config import settings
 from batch_ml.products.forecasting.features import ID_COLUMNS, SERIES_KEYS
 from batch_ml.products.forecasting.partitions import ForecastMappings
 from batch_ml.products.forecasting.product import OVERRIDES
@@ -44,7 +45,8 @@ def no_predictions(features: pl.DataFrame) -> pl.DataFrame:
 
 def build(b: BuildContext) -> list:
     maps = ForecastMappings.from_config(b.cfg)
-    horizon = b.cfg.forecast.horizon
+    horizon = settings(b.cfg).forecast.horizon
+    promotion = settings(b.cfg).promotion
     first_week = b.parts.first_week
 
     @dg.asset(
@@ -90,7 +92,7 @@ def build(b: BuildContext) -> list:
     ):
         gate = model_promotion.collect()
         if not gate.width:  # no week decided yet: nothing stored to read
-            gate = pl.DataFrame(schema=gate_schema(policy(b.cfg.promotion.margin)))
+            gate = pl.DataFrame(schema=gate_schema(policy(promotion.margin)))
         overrides = read_overrides(tables, OVERRIDES)
         boosters: dict[str, Model] = {}
         frames = []
@@ -147,7 +149,7 @@ def build(b: BuildContext) -> list:
             metadata={"series_missing_leads": incomplete, "non_finite": non_finite},
         )
 
-    psi_warn = b.cfg.promotion.drift_psi_warn
+    psi_warn = promotion.drift_psi_warn
 
     @dg.asset(
         name="prediction_drift",

@@ -9,6 +9,7 @@ import dagster as dg
 from batch_ml.platform.common import BuildContext
 from batch_ml.platform.registry.assets import ROWS, GateSpec, Scoring, build_gate_assets
 from batch_ml.platform.registry.gate import GatePolicy
+from batch_ml.products.forecasting.config import settings
 from batch_ml.products.forecasting.features import BASELINE_COLUMNS
 from batch_ml.products.forecasting.partitions import ForecastMappings
 from batch_ml.products.forecasting.product import OVERRIDES
@@ -60,7 +61,7 @@ def backtest_scores(
 
 
 def build(b: BuildContext) -> list:
-    gate_policy = policy(b.cfg.promotion.margin)
+    gate_policy = policy(settings(b.cfg).promotion.margin)
     maps = ForecastMappings.from_config(b.cfg)
 
     def pinnable(row: Mapping) -> bool:
