@@ -34,8 +34,9 @@ def enabled_products(cfg: ProjectConfig) -> list[Product]:
     ]
 
 
-def build_definitions(cfg: ProjectConfig) -> dg.Definitions:
-    """The platform's resources, executor and automation sensor, and every enabled product."""
+def build_definitions(cfg: ProjectConfig, products: list[Product] | None = None) -> dg.Definitions:
+    """The platform's resources, executor and automation sensor, and every enabled product
+    (or `products`, e.g. a product defined outside the catalog)."""
     paths = cfg.paths
     platform = dg.Definitions(
         sensors=[
@@ -63,7 +64,11 @@ def build_definitions(cfg: ProjectConfig) -> dg.Definitions:
         },
     )
     return dg.Definitions.merge(
-        platform, *(product_definitions(cfg, p) for p in enabled_products(cfg))
+        platform,
+        *(
+            product_definitions(cfg, p)
+            for p in (enabled_products(cfg) if products is None else products)
+        ),
     )
 
 

@@ -50,11 +50,6 @@ def build_jobs(b: BuildContext, product: Product) -> dict[str, dg.UnresolvedAsse
     """The product's jobs by name: one per role it declares assets for."""
     jobs = [
         dg.define_asset_job(
-            product.reference_data_job,
-            selection=list(product.reference),
-            description=f"Load the reference data ({', '.join(product.reference)}).",
-        ),
-        dg.define_asset_job(
             product.daily_job,
             selection=list(product.daily),
             description=f"A day's whole chain ({' -> '.join(product.daily)}), or a range of "
@@ -64,6 +59,14 @@ def build_jobs(b: BuildContext, product: Product) -> dict[str, dg.UnresolvedAsse
             f"those steps (run {product.training_job} for that week first).",
         ),
     ]
+    if product.reference:
+        jobs.append(
+            dg.define_asset_job(
+                product.reference_data_job,
+                selection=list(product.reference),
+                description=f"Load the reference data ({', '.join(product.reference)}).",
+            )
+        )
     if product.weekly:
         jobs.append(
             dg.define_asset_job(
@@ -156,7 +159,7 @@ def catch_up_stages(
     daily ones read the weekly ones (a day is served by its week's model): so the daily chain
     splits into the assets upstream of the weekly ones, over all days, then every week, then
     the rest of the chain over all days. `graph`: the definitions' asset graph."""
-    stages = [Stage(product.reference_data_job)]
+    stages = [Stage(product.reference_data_job)] if product.reference else []
     daily = list(product.daily)
     feeding: list[str] = []
     if product.weekly and last_day >= first_week:
@@ -251,7 +254,9 @@ def build_landing_sensor(b: BuildContext, product: Product, jobs: dict) -> dg.Se
 
     @dg.sensor(
         name=product.landing_sensor,
-        jobs=[jobs[product.daily_job], jobs[product.reference_data_job]],
+        jobs=[
+            jobs[name] for name in (product.daily_job, product.reference_data_job) if name in jobs
+        ],
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
