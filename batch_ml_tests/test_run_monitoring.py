@@ -7,7 +7,8 @@ days of a small project (about 7 s of steps, after the worker's start-up), launc
 launches it.
 
 1. The run worker alone is SIGKILLed while the run is STARTED (the kernel's OOM killer, a
-   stray `kill -9`): the code server that started the worker sees it die and fails the run.
+   stray `kill -9`): the code server that started the worker sees it die and fails the run
+   (or run monitoring does, if it notices first).
 2. The daemon is SIGKILLed with its whole process group while the run is STARTED (a crash,
    a reboot, `dagster dev` killed): no process is left to notice, the run would stay STARTED
    forever and hold a slot of the run queue. A new daemon starts; its run monitoring must
@@ -152,8 +153,14 @@ def test_killed_worker_fails_its_run_and_the_reexecution_stores_the_data(tmp_pat
             instance, first, {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS}, 60
         )
         assert status == dg.DagsterRunStatus.FAILURE, failure_message(instance, first)
+        # The code server that started the worker sees it die; run monitoring (polling every
+        # second here) may notice first on a busy machine: either names the dead worker.
         engine = instance.all_logs(first, of_type=dg.DagsterEventType.ENGINE_EVENT)
-        assert any("terminated by signal 9 (SIGKILL)" in (e.message or "") for e in engine)
+        noticed = [e.message or "" for e in engine] + [failure_message(instance, first)]
+        assert any(
+            "terminated by signal 9 (SIGKILL)" in m or f"run worker process {worker} is gone" in m
+            for m in noticed
+        ), noticed
 
         # 2. The daemon dies with its code server and the worker: only run monitoring, in the
         # next daemon, can fail the run.
