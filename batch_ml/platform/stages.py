@@ -24,15 +24,19 @@ from batch_ml.platform.common import (
     finite_values_check,
     finite_values_spec,
     measured,
+    non_finite_counts,
 )
 from batch_ml.platform.partitions import overlapping, partition_dates
 from batch_ml.platform.registry.assets import gate_schema, read_overrides
-from batch_ml.platform.registry.gate import GatePolicy, UndecidedWeekError, serving_version
+from batch_ml.platform.registry.gate import (
+    BASELINE_PREFIX,
+    GatePolicy,
+    UndecidedWeekError,
+    serving_version,
+)
 from batch_ml.platform.registry.model import Model
 
 MODEL_VERSION = "model_version"
-# What serves a day before any model passed the gate: `<prefix><the best baseline>`.
-BASELINE_PREFIX = "baseline:"
 Inputs = Mapping[str, pl.LazyFrame]
 
 
@@ -158,23 +162,32 @@ def model_asset(b: BuildContext, spec: ModelStage) -> dg.AssetsDefinition:
     return _model
 
 
+PREDICTIONS_CHECK = "finite_and_complete"
+
+
 @dataclass(frozen=True)
 class PredictionStage:
     """Daily predictions by the model that serves each day: the gate's champion of the day's
     week, then the overrides effective up to the day; until a model passed, the best baseline.
-    `predict(model, served, day, inputs)` returns the day's rows (`model` is None when the
-    baseline `served` serves); the factory adds `model_version`. Days before the first model
-    week are stored empty, with the reason."""
+    `predict(model, served, day, inputs)` returns the day's rows from the day's partitions of
+    `ins` (`model` is None when the baseline `served` serves); the factory sets
+    `model_version`. Days before the first model week are stored empty, with the reason.
+
+    Nothing is stored unless every prediction is finite and `incomplete(frame)` (counts of
+    the product's own problems, e.g. series missing a lead) is all zeros: a blocking check.
+    `summary(frame)` adds the product's metadata."""
 
     name: str
     gate_asset: str
     overrides_asset: str
     policy: GatePolicy
-    ins: Mapping[str, dg.AssetIn]
+    ins: Mapping[str, dg.AssetIn]  # same-day inputs, read one partition per day
     predict: Callable[[Model | None, str, dt.date, Inputs], pl.DataFrame]
     schema: Mapping[str, pl.DataType]  # of the rows `predict` returns
     partition_column: str
     description: str
+    incomplete: Callable[[pl.DataFrame], Mapping[str, int]] = lambda frame: {}
+    summary: Callable[[pl.DataFrame], Mapping[str, Any]] = lambda frame: {}
     kinds: frozenset[str] = frozenset({"polars"})
     code_version: str = "predictions-v1"
 
@@ -182,6 +195,14 @@ class PredictionStage:
 def prediction_asset(b: BuildContext, spec: PredictionStage) -> dg.AssetsDefinition:
     first_week = b.parts.first_week
     schema = {**spec.schema, MODEL_VERSION: pl.String}
+    per_day = {
+        name: dg.AssetIn(
+            key=asset_in.key,
+            partition_mapping=asset_in.partition_mapping,
+            dagster_type=dict[str, pl.LazyFrame],  # one LazyFrame per partition (day)
+        )
+        for name, asset_in in spec.ins.items()
+    }
 
     @dg.asset(
         name=spec.name,
@@ -194,12 +215,22 @@ def prediction_asset(b: BuildContext, spec: PredictionStage) -> dg.AssetsDefinit
         automation_condition=bring_up_to_date_ignoring(spec.overrides_asset),
         metadata={"partition_column": spec.partition_column},
         required_resource_keys={"model_store", "tables"},
-        ins={**spec.ins, spec.gate_asset: dg.AssetIn(partition_mapping=overlapping())},
+        # Day D is served by the gate's decision for the week holding D (made from data
+        # before the week began); overrides effective up to D apply on top.
+        ins={**per_day, spec.gate_asset: dg.AssetIn(partition_mapping=overlapping())},
         deps=[spec.overrides_asset],
-        check_specs=[finite_values_spec(spec.name)],
+        check_specs=[
+            dg.AssetCheckSpec(
+                PREDICTIONS_CHECK,
+                asset=spec.name,
+                blocking=True,
+                description="Every prediction is finite and none is missing (the product's "
+                "completeness rule); otherwise nothing is stored.",
+            )
+        ],
         description=spec.description,
     )
-    def _predictions(context: dg.AssetExecutionContext, **inputs: pl.LazyFrame):
+    def _predictions(context: dg.AssetExecutionContext, **inputs):
         gate = inputs.pop(spec.gate_asset).collect()
         if not gate.width:  # no week decided yet
             gate = pl.DataFrame(schema=gate_schema(spec.policy))
@@ -214,6 +245,8 @@ def prediction_asset(b: BuildContext, spec: PredictionStage) -> dg.AssetsDefinit
                 try:
                     version = serving_version(gate, overrides, day, BASELINE_PREFIX)
                 except UndecidedWeekError as exc:
+                    # Waiting would not help: the week's model and gate must be run. Earlier
+                    # steps of the run (the day's sources and features) stay stored.
                     raise dg.Failure(
                         f"{exc}: predictions of {day} need it; run "
                         f"{b.product.training_job} for the week of {day}, then this day again",
@@ -224,18 +257,34 @@ def prediction_asset(b: BuildContext, spec: PredictionStage) -> dg.AssetsDefinit
                     if version not in models:
                         models[version] = context.resources.model_store.load(version)
                     model = models[version]
-                rows = spec.predict(model, version, day, inputs)
+                day_inputs = {name: inputs[name][day.isoformat()] for name in per_day}
+                rows = spec.predict(model, version, day, day_inputs)
                 frames.append(rows.with_columns(pl.lit(version).alias(MODEL_VERSION)))
                 served.add(version)
-        frame = pl.concat([pl.DataFrame(schema=schema), *frames], how="diagonal_relaxed")
-        yield from finite_values_check(spec.name, frame)
-        metadata = {**cost, "rows": frame.height, "model_versions": ", ".join(sorted(served))}
+            frame = pl.concat([pl.DataFrame(schema=schema), *frames], how="diagonal_relaxed")
+        frame = frame.select(list(schema))
+        problems = {"non_finite": sum(non_finite_counts(frame).values()), **spec.incomplete(frame)}
+        check = dg.AssetCheckResult(
+            check_name=PREDICTIONS_CHECK, passed=not any(problems.values()), metadata=problems
+        )
+        if any(problems.values()):
+            yield check
+            # Raised before the output is stored: a bad prediction never reaches the warehouse.
+            raise dg.Failure(
+                f"{spec.name}: {problems}: nothing was written",
+                metadata=problems,
+                allow_retries=False,
+            )
+        metadata = {
+            **cost,
+            "empty_days": empty_days,
+            **spec.summary(frame),
+            "model_versions": ", ".join(sorted(served)),
+        }
         if empty_days:
-            metadata |= {
-                "empty_days": empty_days,
-                "empty_reason": f"before the first model week {first_week}",
-            }
-        yield dg.Output(frame.select(list(schema)), metadata=metadata)
+            metadata["empty_reason"] = f"before the first model week {first_week}"
+        yield dg.Output(frame, metadata=metadata)
+        yield check
 
     return _predictions
 

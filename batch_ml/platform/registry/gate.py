@@ -27,6 +27,8 @@ from dataclasses import dataclass, replace
 
 import polars as pl
 
+# What serves a day before any model passed the gate: `<prefix><the best baseline>`.
+BASELINE_PREFIX = "baseline:"
 ACTIONS = ("pin", "unpin", "rollback")
 OVERRIDE_SCHEMA = {
     "override_id": pl.String,

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from batch_ml.platform.monitoring.drift import PREDICTION, profile
+from batch_ml.platform.registry.gate import BASELINE_PREFIX
 from batch_ml.platform.registry.model import LightGBMModel, Model, ModelCard
 from batch_ml.products.forecasting.features import (
     BASELINE_COLUMNS,
@@ -202,9 +203,6 @@ def predict(model: Model, features: pl.DataFrame, model_version: str) -> pl.Data
         prediction=pl.Series(values, dtype=pl.Float64),
         model_version=pl.lit(model_version),
     )
-
-
-BASELINE_PREFIX = "baseline:"
 
 
 def predict_baseline(features: pl.DataFrame, version: str) -> pl.DataFrame:

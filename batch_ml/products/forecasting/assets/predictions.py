@@ -7,19 +7,16 @@ from batch_ml.platform.common import (
     BRING_UP_TO_DATE,
     TRANSIENT_RETRY,
     BuildContext,
-    bring_up_to_date_ignoring,
     measured,
 )
 from batch_ml.platform.monitoring.drift import MIN_SERIES, PREDICTION, psi_table
 from batch_ml.platform.partitions import partition_dates
-from batch_ml.platform.registry.assets import gate_schema, read_overrides
-from batch_ml.platform.registry.gate import UndecidedWeekError, serving_version
 from batch_ml.platform.registry.model import Model
-from batch_ml.platform.resources import ModelStore, TableStore
+from batch_ml.platform.resources import ModelStore
+from batch_ml.platform.stages import PredictionStage, prediction_asset
 from batch_ml.products.forecasting.assets.promotion import policy
 from batch_ml.products.forecasting.config import settings
 from batch_ml.products.forecasting.features import ID_COLUMNS, SERIES_KEYS
-from batch_ml.products.forecasting.partitions import ForecastMappings
 from batch_ml.products.forecasting.product import OVERRIDES
 from batch_ml.products.forecasting.training import BASELINE_PREFIX, predict, predict_baseline
 
@@ -34,122 +31,61 @@ DRIFT_SCHEMA = {
 }
 
 
-def no_predictions(features: pl.DataFrame) -> pl.DataFrame:
-    """The predictions' columns, no rows (a day no gate decision can serve)."""
-    return (
-        features.select(ID_COLUMNS)
-        .clear()
-        .with_columns(prediction=pl.lit(None, pl.Float64), model_version=pl.lit(None, pl.String))
-    )
+PREDICTION_SCHEMA = {
+    "forecast_date": pl.Date,
+    "target_date": pl.Date,
+    "lead": pl.Int32,
+    "store_id": pl.String,
+    "item_id": pl.String,
+    "prediction": pl.Float64,
+}
+
+
+def _forecast(model: Model | None, served: str, day, inputs) -> pl.DataFrame:
+    features = inputs["demand_features"].collect()
+    return predict_baseline(features, served) if model is None else predict(model, features, served)
 
 
 def build(b: BuildContext) -> list:
-    maps = ForecastMappings.from_config(b.cfg)
     horizon = settings(b.cfg).forecast.horizon
     promotion = settings(b.cfg).promotion
-    first_week = b.parts.first_week
+    psi_warn = promotion.drift_psi_warn
 
-    @dg.asset(
-        name="predictions",
-        group_name=GROUP,
-        partitions_def=b.parts.daily,
-        backfill_policy=b.parts.daily_backfill,
-        kinds={"lightgbm", "polars", "duckdb"},
-        retry_policy=TRANSIENT_RETRY,
-        code_version="predictions-v1",
-        automation_condition=bring_up_to_date_ignoring(OVERRIDES),
-        metadata={"partition_column": "forecast_date"},
-        ins={
-            "demand_features": dg.AssetIn(),
-            # The daily partition D maps to the gate's decision for the week that contains D
-            # (made from data before the week began); overrides effective up to D apply on top.
-            "model_promotion": dg.AssetIn(partition_mapping=maps.week_of_day),
-        },
-        deps=[OVERRIDES],
-        check_specs=[
-            dg.AssetCheckSpec(
-                "finite_and_complete",
-                asset="predictions",
-                blocking=True,
-                description="Every active series has all leads and every prediction is finite.",
-            )
-        ],
-        description=(
-            f"Forecasts made on day D for D+1..D+{horizon} for every active store x item, by "
-            "the model that was champion on D (so a backfilled past day reproduces what was "
-            "predicted then). Warehouse view `predictions` (read-only for consumers): "
-            "forecast_date, target_date, lead, store_id, item_id, prediction, model_version. "
-            f"Days before the first model week ({first_week}) have no model and no gate "
-            "decision: their partitions are stored empty (metadata `empty_reason`)."
+    def incomplete(frame: pl.DataFrame) -> dict[str, int]:
+        leads = frame.group_by("forecast_date", *SERIES_KEYS).len()
+        return {"series_missing_leads": leads.filter(pl.col("len") != horizon).height}
+
+    def summary(frame: pl.DataFrame) -> dict:
+        return {
+            "series": frame.select(SERIES_KEYS).n_unique(),
+            "mean_prediction": float(frame["prediction"].mean() or 0.0),
+        }
+
+    predictions = prediction_asset(
+        b,
+        PredictionStage(
+            name="predictions",
+            gate_asset="model_promotion",
+            overrides_asset=OVERRIDES,
+            policy=policy(promotion.margin),
+            ins={"demand_features": dg.AssetIn()},
+            predict=_forecast,
+            schema=PREDICTION_SCHEMA,
+            partition_column="forecast_date",
+            incomplete=incomplete,
+            summary=summary,
+            kinds=frozenset({"lightgbm", "polars", "duckdb"}),
+            description=(
+                f"Forecasts made on day D for D+1..D+{horizon} for every active store x item, "
+                "by the model that was champion on D (so a backfilled past day reproduces what "
+                "was predicted then). Warehouse view `predictions` (read-only for consumers): "
+                "forecast_date, target_date, lead, store_id, item_id, prediction, "
+                f"model_version. Days before the first model week ({b.parts.first_week}) have "
+                "no model and no gate decision: their partitions are stored empty (metadata "
+                "`empty_reason`)."
+            ),
         ),
     )
-    def predictions(
-        context: dg.AssetExecutionContext,
-        model_store: ModelStore,
-        tables: TableStore,
-        demand_features: dict[str, pl.LazyFrame],
-        model_promotion: pl.LazyFrame,
-    ):
-        gate = model_promotion.collect()
-        if not gate.width:  # no week decided yet: nothing stored to read
-            gate = pl.DataFrame(schema=gate_schema(policy(promotion.margin)))
-        overrides = read_overrides(tables, OVERRIDES)
-        boosters: dict[str, Model] = {}
-        frames = []
-        empty_days = 0
-        with measured(len(context.partition_keys)) as cost:
-            for day in partition_dates(context):
-                if day < first_week:
-                    empty_days += 1
-                    frames.append(no_predictions(demand_features[day.isoformat()].collect()))
-                    continue
-                try:
-                    version = serving_version(gate, overrides, day, BASELINE_PREFIX)
-                except UndecidedWeekError as exc:
-                    # Waiting would not help: the week's model and gate must be run. Earlier
-                    # steps of the run (the day's sources and features) stay stored.
-                    raise dg.Failure(
-                        f"{exc}: predictions of {day} need it; run {b.product.training_job} for "
-                        f"the week of {day}, then this day again",
-                        allow_retries=False,
-                    ) from exc
-                features = demand_features[day.isoformat()].collect()
-                if version.startswith(BASELINE_PREFIX):
-                    frames.append(predict_baseline(features, version))
-                    continue
-                if version not in boosters:
-                    boosters[version] = model_store.load(version)
-                frames.append(predict(boosters[version], features, version))
-            frame = pl.concat(frames)
-        leads = frame.group_by("forecast_date", "store_id", "item_id").len()
-        incomplete = leads.filter(pl.col("len") != horizon).height
-        non_finite = frame.filter(~pl.col("prediction").is_finite()).height
-        if incomplete or non_finite:
-            # Raised before the output is stored: a bad forecast never reaches the warehouse.
-            raise dg.Failure(
-                f"{incomplete} series lack some of the {horizon} leads and {non_finite} "
-                "predictions are not finite: nothing was written"
-            )
-        empty = {"empty_days": empty_days}
-        if empty_days:
-            empty["empty_reason"] = f"before the first model week {first_week}"
-        yield dg.Output(
-            frame,
-            metadata={
-                **cost,
-                **empty,
-                "series": leads.select("store_id", "item_id").n_unique(),
-                "model_versions": ", ".join(sorted(boosters)),
-                "mean_prediction": float(frame["prediction"].mean() or 0.0),
-            },
-        )
-        yield dg.AssetCheckResult(
-            check_name="finite_and_complete",
-            passed=incomplete == 0 and non_finite == 0,
-            metadata={"series_missing_leads": incomplete, "non_finite": non_finite},
-        )
-
-    psi_warn = promotion.drift_psi_warn
 
     @dg.asset(
         name="prediction_drift",
