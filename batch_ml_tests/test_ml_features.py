@@ -5,6 +5,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
+from batch_ml.products.forecasting.config import ModelConfig
 from batch_ml.products.forecasting.demo import SimulationSpec, simulate
 from batch_ml.products.forecasting.features import build_features, feature_columns
 from batch_ml.products.forecasting.metrics import accuracy, evaluate_forecasts, roll_up
@@ -114,6 +115,10 @@ def test_training_is_deterministic_and_beats_seasonal_naive(simulated):
     second = train_model(examples, seed=1, num_threads=2)
     assert first.model_text == second.model_text and first.version == second.version
     assert first.features == feature_columns(examples.columns)
+    # The hyperparameters are config ([forecasting.model]): other values, another model.
+    tuned = train_model(examples, seed=1, num_threads=2, config=ModelConfig(num_leaves=7))
+    assert tuned.params["num_leaves"] == 7 and first.params["num_leaves"] == 31
+    assert tuned.version != first.version
 
     future = feats.filter(pl.col("forecast_date") >= cutoff)
     preds = predict(first.model, future, first.version)

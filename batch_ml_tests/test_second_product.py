@@ -160,3 +160,22 @@ def test_a_tiny_product_runs_end_to_end_on_the_platform_alone(tmp_path):
     assert {v for _, _, v in served} <= set(gate["champion_version"])
     assert [d for d, _ in accuracy] == [d for d, _, _ in served]
     assert min(a for _, a in accuracy) > 0.6
+
+
+def test_two_products_load_into_one_code_location_each_with_its_groups_jobs_and_owners(
+    tmp_path,
+):
+    from batch_ml.products.forecasting.product import PRODUCT
+
+    cfg = load_config(write_config(tmp_path, start=START, days=DAYS))
+    defs = build_definitions(cfg, products=[PRODUCT, TINY])
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    owners = {
+        graph.get(k).tags[PRODUCT_TAG]: graph.get(k).owners for k in graph.get_all_asset_keys()
+    }
+    assert owners == {"forecasting": ["team:forecasting"], "tiny": ["team:tiny"]}
+    jobs = {j.name for j in defs.resolve_all_job_defs()}
+    assert {PRODUCT.daily_job, TINY.daily_job, PRODUCT.training_job, TINY.training_job} <= jobs
+    sensors = {s.name for s in defs.sensors}
+    assert {PRODUCT.landing_sensor, TINY.landing_sensor} <= sensors

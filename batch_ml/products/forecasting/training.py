@@ -17,6 +17,7 @@ import polars as pl
 from batch_ml.platform.monitoring.drift import PREDICTION, profile
 from batch_ml.platform.registry.gate import BASELINE_PREFIX
 from batch_ml.platform.registry.model import LightGBMModel, Model, ModelCard
+from batch_ml.products.forecasting.config import ModelConfig
 from batch_ml.products.forecasting.features import (
     BASELINE_COLUMNS,
     SERIES_KEYS,
@@ -26,24 +27,10 @@ from batch_ml.products.forecasting.features import (
 )
 from batch_ml.products.forecasting.metrics import accuracy
 
-# The demand model's hyperparameters: forecasting's defaults, in one place. `train_model`
-# takes them as a dict (the project's config can replace them), plus the seed and threads.
-DEFAULT_PARAMS = {
-    "objective": "tweedie",
-    "tweedie_variance_power": 1.2,
-    "learning_rate": 0.1,
-    "num_leaves": 31,
-    "min_data_in_leaf": 40,
-    "feature_fraction": 0.8,
-    "bagging_fraction": 0.8,
-    "bagging_freq": 1,
-    "lambda_l2": 1.0,
-    "deterministic": True,
-    "force_col_wise": True,
-    "verbosity": -1,
-}
-MAX_ROUNDS = 400
-EARLY_STOPPING_ROUNDS = 30
+# Not hyperparameters: how LightGBM runs (reproducible, no logging). The hyperparameters and
+# boosting rounds are config, `[forecasting.model]` (ModelConfig holds their defaults).
+RUNTIME_PARAMS = {"deterministic": True, "force_col_wise": True, "verbosity": -1}
+DEFAULT_MODEL = ModelConfig()
 VALIDATION_DAYS = 14
 PROFILED_FEATURES = 8  # drift is watched on the model's most important features
 # Deciles of a drift profile are stable on a few hundred thousand rows; predicting every
@@ -107,10 +94,10 @@ def training_examples(
 
 
 def train_model(
-    examples: pl.DataFrame, seed: int, num_threads: int, params: dict | None = None
+    examples: pl.DataFrame, seed: int, num_threads: int, config: ModelConfig = DEFAULT_MODEL
 ) -> TrainedModel:
-    """Fit on all but the last VALIDATION_DAYS target days; stop early on those days.
-    `params` replace forecasting's DEFAULT_PARAMS key by key."""
+    """Fit on all but the last VALIDATION_DAYS target days with `config`'s hyperparameters;
+    stop early on those days."""
     if examples.is_empty():
         raise NotEnoughDataError("no training examples in the training window")
     # Sorted by target day first, so the training and validation rows are two slices (views,
@@ -129,13 +116,13 @@ def train_model(
         train,
         TARGET,
         features,
-        {**DEFAULT_PARAMS, **(params or {})},
+        {**config.lightgbm_params, **RUNTIME_PARAMS},
         seed=seed,
         threads=num_threads,
         valid=valid,
         categorical=categorical_columns(features),
-        rounds=MAX_ROUNDS,
-        early_stopping_rounds=EARLY_STOPPING_ROUNDS,
+        rounds=config.max_rounds,
+        early_stopping_rounds=config.early_stopping_rounds,
     )
     scored = valid.with_columns(prediction=pl.Series(_forecast(model, valid)))
     validation = {

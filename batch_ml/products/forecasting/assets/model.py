@@ -24,6 +24,7 @@ GROUP = "model"
 def build(b: BuildContext) -> list:
     maps = ForecastMappings.from_config(b.cfg)
     fc = settings(b.cfg).forecast
+    hyperparameters = settings(b.cfg).model
 
     @dg.asset(
         name="demand_model",
@@ -70,7 +71,10 @@ def build(b: BuildContext) -> list:
                 # quarter of the in-memory engine's memory (train_model sorts the rows). In
                 # the call, so that no reference here keeps the unsorted frame alive.
                 model = train_model(
-                    examples.collect(engine="streaming"), seed=fc.seed, num_threads=fc.num_threads
+                    examples.collect(engine="streaming"),
+                    seed=fc.seed,
+                    num_threads=fc.num_threads,
+                    config=hyperparameters,
                 )
                 card = model_card(model, (start, week - dt.timedelta(days=1)))
                 path = model_store.save(model.model.to_bytes(), card)
