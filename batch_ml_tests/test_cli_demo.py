@@ -194,13 +194,8 @@ def test_make_ui_serves_every_asset_with_its_materialized_partitions(demo_projec
         if stats is not None:  # partitioned: the demo materialized every partition
             assert stats["numMaterialized"] == stats["numPartitions"] > 0, (name, stats)
             assert stats["numFailed"] == 0, name
-    assert {n["groupName"] for n in nodes} == {
-        "sources",
-        "features",
-        "model",
-        "predictions",
-        "evaluation",
-    }
+    stages = ("sources", "features", "model", "predictions", "evaluation")
+    assert {n["groupName"] for n in nodes} == {f"forecasting_{stage}" for stage in stages}
     statuses = daemon["instance"]["daemonHealth"]["allDaemonStatuses"]
     # `make ui` runs the daemon too: schedules, sensors and backfills have somewhere to run.
     required = {s["daemonType"] for s in statuses if s["required"]}

@@ -319,7 +319,7 @@ def daily_floor(cfg) -> dict:
 
     import polars as pl
 
-    from batch_ml.platform.common import OVERRIDES, peak_rss_mb, reset_peak_rss
+    from batch_ml.platform.common import peak_rss_mb, reset_peak_rss
     from batch_ml.platform.monitoring.drift import PREDICTION, psi_table
     from batch_ml.platform.registry.assets import read_overrides
     from batch_ml.platform.registry.gate import serving_version
@@ -330,6 +330,7 @@ def daily_floor(cfg) -> dict:
     from batch_ml.products.forecasting.assets.predictions import DRIFT_SCHEMA, KEYS
     from batch_ml.products.forecasting.features import BASELINE_COLUMNS, SERIES_KEYS, build_features
     from batch_ml.products.forecasting.metrics import evaluate_forecasts
+    from batch_ml.products.forecasting.product import OVERRIDES
     from batch_ml.products.forecasting.sources import PLAN_DATE, project_sources
     from batch_ml.products.forecasting.training import BASELINE_PREFIX, predict
 
