@@ -1,30 +1,22 @@
-"""The evaluation report: one self-contained HTML file with tables and matplotlib plots.
+"""The evaluation report: one self-contained HTML file with tables and matplotlib plots, on
+the platform's report scaffolding (`batch_ml.platform.monitoring.report`).
 
 Pure (no Dagster): accuracy sums, forecast series, drift, feature importance and model
-decisions in, `evaluation_report.html` plus `evaluation_<plot>.png` out. Every PNG is also
-embedded as a data URI, so the HTML file alone opens anywhere. Plots are drawn on
-`matplotlib.figure.Figure` objects (Agg canvas, no pyplot state) and saved without a
-timestamp or version stamp, so the same inputs give byte-identical files (numbers are shown
-rounded: Polars' parallel sums may differ in the last bit between runs, the text does not).
+decisions in, `evaluation_report.html` plus `evaluation_<plot>.png` out. The same inputs give
+byte-identical files (numbers are shown rounded: Polars' parallel sums may differ in the last
+bit between runs, the text does not).
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-import os
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
 import polars as pl
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator, PercentFormatter
 
+from batch_ml.platform.monitoring.report import ReportPage, TableFormat, label_axes, new_figure
 from batch_ml.products.forecasting.metrics import SUM_COLUMNS, roll_up
 
 REPORT_NAME = "evaluation_report.html"
@@ -35,18 +27,6 @@ LABELS = {"model": "Model", "seasonal_naive": "Seasonal naive", "moving_average"
 COLORS = {"model": "#0072B2", "seasonal_naive": "#D55E00", "moving_average": "#009E73"}
 ACTUAL_COLOR = "#222222"
 PSI_WATCH, PSI_DRIFT = 0.1, 0.25
-WIDTH, DPI = 10.0, 110
-STYLE = {
-    "font.size": 11,
-    "axes.titlesize": 13,
-    "axes.titleweight": "bold",
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "legend.frameon": False,
-    "text.parse_math": False,  # store or item ids with "$" are text, not maths
-}
 ACCURACY_COLUMNS = ("target_date", "lead", "method", "store_id", "category", *SUM_COLUMNS)
 
 
@@ -146,52 +126,12 @@ HEADERS = {m: f"WAPE {LABELS[m].lower()}" for m in METHODS} | {
     "psi": "PSI",
 }
 PERCENT = {*METHODS, "vs_best_baseline", "wape", "bias", "share"}
-CLASSED = ("promoted", "rejected", "pinned", "rolled_back", "watch", "drift")  # coloured cells
-
-
-def _cell(column: str, value: object) -> str:
-    if value is None:
-        return "<td class='na'>–</td>"
-    if isinstance(value, float):
-        pct = column in PERCENT or column.endswith("_wape")
-        text = f"{value:.1%}" if pct else f"{value:,.1f}" if abs(value) >= 100 else f"{value:.3f}"
-        return f"<td class='num'>{text}</td>"
-    if isinstance(value, int):
-        return f"<td class='num'>{value:,}</td>"
-    text = html.escape(str(value))
-    return f"<td class='{value}'>{text}</td>" if value in CLASSED else f"<td>{text}</td>"
-
-
-def _table(frame: pl.DataFrame) -> str:
-    head = "".join(
-        f"<th>{html.escape(HEADERS.get(c, c.replace('_', ' ')))}</th>" for c in frame.columns
-    )
-    rows = "".join(
-        "<tr>" + "".join(_cell(c, v) for c, v in zip(frame.columns, r, strict=True)) + "</tr>"
-        for r in frame.iter_rows()
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-
-
-def _figure(ncols: int = 1, height: float = 4.2) -> tuple[Figure, list]:
-    fig = Figure(figsize=(WIDTH, height), dpi=DPI, layout="constrained")
-    return fig, list(fig.subplots(1, ncols, squeeze=False)[0])
-
-
-def _axes(ax, title: str, xlabel: str, ylabel: str, x: str = "", y: str = "") -> None:
-    """Title and labels; x or y "date" (concise date ticks), "pct" (percent) or "int" ticks."""
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    for axis, kind in ((ax.xaxis, x), (ax.yaxis, y)):
-        if kind == "date":
-            locator = AutoDateLocator(maxticks=8)
-            axis.set_major_locator(locator)
-            axis.set_major_formatter(ConciseDateFormatter(locator, show_offset=False))
-        elif kind == "pct":
-            axis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        elif kind == "int":
-            axis.set_major_locator(MaxNLocator(integer=True))
-    if y == "pct":
-        ax.set_ylim(bottom=0)
+TABLES = TableFormat(
+    headers=HEADERS, percent=lambda column: column in PERCENT or column.endswith("_wape")
+)
+_table = TABLES.table
+_figure = new_figure
+_axes = label_axes
 
 
 def _lead_plot(by_lead: pl.DataFrame) -> Figure:
@@ -295,23 +235,6 @@ def _drift_plot(drift: pl.DataFrame, last: pl.DataFrame) -> Figure:
     return fig
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _render(build: Callable[..., Figure], *args: object) -> bytes:
-    """PNG bytes of a figure; no timestamp or version stamp, so the same input, same bytes."""
-    with matplotlib.rc_context(STYLE):
-        buffer = io.BytesIO()
-        build(*args).savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    return buffer.getvalue()
-
-
 def _summary(inputs: ReportInputs) -> tuple[dict[str, float], dict[str, pl.DataFrame]]:
     """The headline numbers and the tables (accuracy roll-ups, picked series, last-day PSI)."""
     acc = inputs.accuracy
@@ -378,26 +301,10 @@ def write_evaluation_report(inputs: ReportInputs, report_dir: Path) -> Report:
     present = {"category": has_category, "largest_series": largest.height > 0}
     present |= {"worst_series": worst.height > 0, "importance": shares.height > 0}
     present |= {"drift": drift.height > 0}
-    report_dir.mkdir(parents=True, exist_ok=True)
-    png_paths, images = {}, {}
+    page = ReportPage(report_dir, "evaluation")
     for name, (build, *args) in plots.items():
-        path = report_dir / f"evaluation_{name}.png"
-        if not present.get(name, True):
-            path.unlink(missing_ok=True)  # an earlier run's plot must not pass for this one's
-            continue
-        data = _render(build, *args)
-        _atomic_write(path, data)
-        png_paths[name], images[name] = path, base64.b64encode(data).decode("ascii")
-
-    def figure(name: str, table: pl.DataFrame | None = None) -> str:
-        if name not in images:
-            return ""
-        alt = e(name.replace("_", " "))
-        img = f"<img src='data:image/png;base64,{images[name]}' alt='{alt}'>"
-        return img + ("" if table is None else _table(table))
-
-    def section(title: str, body: str, empty: str) -> str:
-        return f"<h2>{e(title)}</h2>" + (body or f"<p class='empty'>{e(empty)}</p>")
+        page.plot(name, build, *args, present=present.get(name, True))
+    figure, section = page.figure, page.section
 
     cards = "".join(
         f"<div class='card'><b style='color:{COLORS[m]}'>{_pct(headline[f'wape_{m}'])}</b>"
@@ -417,7 +324,9 @@ def write_evaluation_report(inputs: ReportInputs, report_dir: Path) -> Report:
         "baseline</span></div></div>",
         f"<p>The model's WAPE is {versus} (negative: worse). WAPE = sum |error| / sum actual "
         "over all leads and days; bias = sum error / sum actual.</p>",
-        section("Accuracy by lead time", figure("lead", _wide(tables["by_lead"], ["lead"])), ""),
+        section(
+            "Accuracy by lead time", figure("lead", _table(_wide(tables["by_lead"], ["lead"]))), ""
+        ),
         section(
             "Error over time",
             figure("daily")
@@ -427,9 +336,9 @@ def write_evaluation_report(inputs: ReportInputs, report_dir: Path) -> Report:
         ),
         section(
             "Accuracy by store and category",
-            figure("store", _wide(tables["by_store"], ["store_id"]))
+            figure("store", _table(_wide(tables["by_store"], ["store_id"])))
             + (
-                figure("category", _wide(tables["by_category"], ["category"]))
+                figure("category", _table(_wide(tables["by_category"], ["category"])))
                 if has_category
                 else "<p class='empty'>The data has no product category.</p>"
             ),
@@ -437,7 +346,7 @@ def write_evaluation_report(inputs: ReportInputs, report_dir: Path) -> Report:
         ),
         section(
             "Actual vs forecast",
-            figure("largest_series", largest) + figure("worst_series", worst),
+            figure("largest_series", _table(largest)) + figure("worst_series", _table(worst)),
             "No forecast series were provided.",
         ),
         section(
@@ -458,25 +367,5 @@ def write_evaluation_report(inputs: ReportInputs, report_dir: Path) -> Report:
             "No champion/challenger decisions have been recorded.",
         ),
     ]
-    page = (
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{e(inputs.title)}"
-        f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>\n"
-    )
-    html_path = report_dir / REPORT_NAME
-    _atomic_write(html_path, page.encode("utf-8"))
-    return Report(html_path=html_path, png_paths=png_paths, headline=headline, tables=tables)
-
-
-CSS = (
-    "body{font-family:system-ui,sans-serif;max-width:1140px;margin:2em auto;padding:0 1em;"
-    "color:#222}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}"
-    "img{max-width:100%;display:block;margin:1em 0}.meta{color:#555}"
-    ".cards{display:flex;gap:1em;flex-wrap:wrap}.card{border:1px solid #ddd;border-radius:8px;"
-    "padding:.8em 1.2em;min-width:160px}.card b{font-size:1.8em;display:block}"
-    ".card span{color:#555;font-size:.9em}table{border-collapse:collapse;margin:1em 0;"
-    "font-size:.9em}th,td{border-bottom:1px solid #e5e5e5;padding:.3em .7em;text-align:left}"
-    "th{background:#f5f5f5}td{white-space:nowrap}td:last-child{white-space:normal}td.num{text-align:right;font-variant-numeric:tabular-nums}"
-    ".na{color:#aaa}.empty{color:#777;font-style:italic}.promoted{color:#0a7a2f;font-weight:600}"
-    ".rejected{color:#b00020}.rolled_back{color:#b35c00;font-weight:600}"
-    ".pinned{color:#555}.drift{color:#b00020;font-weight:600}.watch{color:#b35c00}"
-)
+    html_path = page.write(REPORT_NAME, inputs.title, body)
+    return Report(html_path=html_path, png_paths=page.png_paths, headline=headline, tables=tables)
