@@ -340,26 +340,17 @@ def cmd_views(args) -> int:
     return 0
 
 
-# The tables a run produces from its inputs, and the columns that record when, where or by
-# which run (not what): `batch-ml digest` hashes the rest, so two runs on the same inputs and
-# seed can be compared (docs/architecture.md).
-DIGEST_TABLES = {
-    "demand_features": (),
-    "demand_model": ("model_path", "card_path"),
-    "model_promotion": (),
-    "predictions": (),
-    "prediction_drift": (),
-    "forecast_accuracy": (),
-    "accuracy_report": (),
-}
-
-
 def cmd_digest(args) -> int:
-    """Content digests of the stored outputs (same inputs and seed: same digests)."""
+    """Content digests of the enabled products' outputs (same inputs and seed: same digests)."""
+    from batch_ml.definitions import enabled_products
     from batch_ml.platform.storage.digest import table_digest
 
     cfg = load_config(args.config)
-    digests = {t: table_digest(cfg.paths.tables, t, skip) for t, skip in DIGEST_TABLES.items()}
+    digests = {
+        table: table_digest(cfg.paths.tables, table, volatile)
+        for product in enabled_products(cfg)
+        for table, volatile in product.outputs.items()
+    }
     echo(json.dumps(digests, indent=2, sort_keys=True))
     return 0
 

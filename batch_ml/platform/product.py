@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -52,6 +52,10 @@ class Product:
     weekly: tuple[str, ...] = ()
     override: str | None = None
     reports: tuple[str, ...] = ()
+    # The tables its runs compute from their inputs, each with the columns that record when,
+    # where or by which run rather than what: `batch-ml digest` hashes the rest, so two runs
+    # on the same inputs and seed can be compared.
+    outputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def group(self, stage: str) -> str:
         return stage if stage.startswith(f"{self.name}_") else f"{self.name}_{stage}"

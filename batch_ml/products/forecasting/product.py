@@ -57,4 +57,13 @@ PRODUCT = Product(
     weekly=("demand_model", "model_promotion"),
     override=OVERRIDES,
     reports=("accuracy_report",),
+    outputs={
+        "demand_features": (),
+        "demand_model": ("model_path", "card_path"),
+        "model_promotion": (),
+        "predictions": (),
+        "prediction_drift": (),
+        "forecast_accuracy": (),
+        "accuracy_report": (),
+    },
 )
