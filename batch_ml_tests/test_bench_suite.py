@@ -48,6 +48,10 @@ def test_scale_section_measures_dagster_and_floor_doing_the_same_work(tmp_path):
         # The Dagster side is the day's ONE run of the daily job: every asset of the chain
         # materialized in it, with its own cost metadata.
         assert set(daily["dagster"]["assets"]) == set(daily["outputs"])
+        # Each asset resets the process's high-water mark: the run's peak is still its highest.
+        assert daily["dagster"]["peak_rss_mb"]["median"] >= max(
+            a["peak_rss_mb"]["median"] for a in daily["dagster"]["assets"].values()
+        )
         floor = daily["floor"]["stages"]
         assert set(floor) == {"sources_and_features", "predictions_and_drift", "accuracy"}
         assert daily["floor"]["seconds"]["median"] == pytest.approx(
