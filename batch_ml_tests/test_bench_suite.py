@@ -44,9 +44,19 @@ def test_scale_section_measures_dagster_and_floor_doing_the_same_work(tmp_path):
         assert predictions == 20 * 14  # every series, every lead
         for kind in ("dagster", "floor"):
             assert len(daily[kind]["seconds"]["values"]) == 1
-            stages = daily[kind]["stages"]
-            assert set(stages) == {"ingest_job", "forecast_job", "evaluation_job"}
-            assert all(s["peak_rss_mb"]["median"] > 50 for s in stages.values())
+            assert daily[kind]["peak_rss_mb"]["median"] > 50
+        # The Dagster side is the day's ONE run of the daily job: every asset of the chain
+        # materialized in it, with its own cost metadata.
+        assert set(daily["dagster"]["assets"]) == set(daily["outputs"])
+        # Each asset resets the process's high-water mark: the run's peak is still its highest.
+        assert daily["dagster"]["peak_rss_mb"]["median"] >= max(
+            a["peak_rss_mb"]["median"] for a in daily["dagster"]["assets"].values()
+        )
+        floor = daily["floor"]["stages"]
+        assert set(floor) == {"sources_and_features", "predictions_and_drift", "accuracy"}
+        assert daily["floor"]["seconds"]["median"] == pytest.approx(
+            sum(part["seconds"]["median"] for part in floor.values()), abs=1e-2
+        )
         assert daily["floor"]["steps"]["inference"]["rows"] == predictions
         # Dagster's event log cost is attributed: at least the six assets' planned and
         # materialization events, and part of the Dagster path's time, not more.
@@ -54,8 +64,12 @@ def test_scale_section_measures_dagster_and_floor_doing_the_same_work(tmp_path):
         assert stored["events"] >= 2 * len(daily["outputs"])
         assert 0 < stored["seconds"]["median"] < daily["dagster"]["seconds"]["median"]
         assert daily["ratio_dagster_over_floor"] > 0
+        assert daily["dagster_overhead_s"] == pytest.approx(
+            daily["dagster"]["seconds"]["median"] - daily["floor"]["seconds"]["median"], abs=1e-2
+        )
     assert set(scale["throughput"]) >= {"features_1_day", "training", "inference"}
     assert scale["memory_3y_over_1y"] > 0
     markdown = out.with_suffix(".md").read_text()
     assert "daily incremental run, 20 series" in markdown and "**NO**" not in markdown
+    assert "through Dagster (one run of the daily job)" in markdown
     assert "Dagster's share: 3y: the Dagster path took" in markdown

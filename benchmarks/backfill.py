@@ -5,14 +5,16 @@ The demo project (`batch_ml.harness.project.write_config`: `--stores` x `--items
 its landing files. Three parts, each on a fresh data root and a fresh DAGSTER_HOME (a copy of
 the repository's dagster.yaml: queued runs, at most 2 at a time):
 
-1. compute floor: `batch_ml.cli.run_pipeline` in this process (six in-process runs, one per
-   stage over its whole range): the work itself with almost no orchestration.
+1. compute floor: `batch_ml.cli.run_pipeline` in this process (one in-process run per stage
+   of `catch_up_stages` over its whole range: reference data, the daily assets the models read,
+   the weeks, the rest of the daily chain, the report): the work itself with almost no
+   orchestration.
 2. batched: a real `dagster-webserver` and `dagster-daemon run` on the project's code location
    (workspace.yaml; steps run in the run's process, `in_process_executor`); ONE asset backfill
    of every asset (but champion_overrides, set by people) over all their partitions
    (`launchPartitionBackfill` with
-   `assetSelection` and `allPartitions: true`: one backfill spans the daily, weekly,
-   forecast-daily, evaluation-daily and unpartitioned assets), honouring the project's
+   `assetSelection` and `allPartitions: true`: one backfill spans the daily (one partitions
+   definition for a day's whole chain), weekly and unpartitioned assets), honouring the project's
    BackfillPolicy (`[backfill]` of the project: by default multi_run 31 days, 8 weeks for the
    model; `--days-per-run` / `--weeks-per-run` set them).
 3. one run per partition: the same graph, the same daemon path, the same kind of backfill,
@@ -244,7 +246,7 @@ def window_selection(cfg, days: int) -> tuple[list[dict], dict[str, int | None]]
     partitions each asset gets."""
     end = cfg.end_date - dt.timedelta(days=1)
     middle = START + dt.timedelta(days=(end - START).days // 2)
-    # forecast_accuracy partitions start the day after the first model week
+    # Days from the first model week on have a model (earlier forecasts are stored empty).
     first = max(middle, PRODUCT.first_week(cfg) + dt.timedelta(days=1))
     first += dt.timedelta(days=(7 - first.weekday()) % 7)
     last = first + dt.timedelta(days=days - 1)
@@ -382,10 +384,12 @@ def summarize_runs(runs: list[dict], launched_at: float, done_at: float) -> dict
     slots = [r["ended"] - (r["launched"] or r["started"]) for r in runs]
     startup = [r["started"] - r["launched"] for r in runs if r["launched"]]
     queued = [(r["launched"] or r["started"]) - r["created"] for r in runs]
-    waves, previous = 0, None
+    waves: list[list[str]] = []
+    previous = None
     for r in runs:  # runs created within 10 s of each other: one backfill-daemon iteration
         if previous is None or r["created"] - previous > 10:
-            waves += 1
+            waves.append([])
+        waves[-1].append(" + ".join(r["assets"]))
         previous = r["created"]
     busy = union_seconds([(r["launched"] or r["started"], r["ended"]) for r in runs])
     groups = Counter(" + ".join(r["assets"]) for r in runs)
@@ -393,7 +397,8 @@ def summarize_runs(runs: list[dict], launched_at: float, done_at: float) -> dict
         "runs": len(runs),
         "run_statuses": dict(Counter(r["status"] for r in runs)),
         "runs_by_asset_group": dict(groups),
-        "submission_waves": waves,
+        "submission_waves": len(waves),
+        "runs_by_wave": waves,
         "sum_run_seconds": round(sum(durations), 1),
         "sum_slot_seconds": round(sum(slots), 1),
         "sum_run_startup_seconds": round(sum(startup), 1),
@@ -656,8 +661,8 @@ def markdown(report: dict) -> str:
         "",
         "- **Batched**: one `launchPartitionBackfill` of every asset but champion_overrides "
         "with `allPartitions: "
-        "true` (a single asset backfill spans the daily, weekly, forecast-daily, "
-        "evaluation-daily and unpartitioned assets), with the project's BackfillPolicy "
+        "true` (a single asset backfill spans the daily, weekly and unpartitioned assets; "
+        "every daily asset shares one partitions definition), with the project's BackfillPolicy "
         f"(`[backfill]` days_per_run {days_per_run}, weeks_per_run {weeks_per_run}: multi_run "
         "of that many days, model weeks) and code location (workspace.yaml, in-process "
         f"executor: {b['runs_with_step_subprocesses']} of its runs launched a step subprocess). "
@@ -685,8 +690,9 @@ def markdown(report: dict) -> str:
         )
     lines += [
         "- Asset backfills were used rather than job backfills (which also make one run per "
-        "partition, Dagster #17665) because no job spans the graph's partitionings: job "
-        "backfills would need one backfill per stage, started by hand in order.",
+        "partition, Dagster #17665) because no job spans the graph's daily and weekly "
+        "partitionings (the weekly models sit inside the daily chain): job backfills would "
+        "need one backfill per stage, started by hand in order.",
         "- **Extrapolation** to the full graph (not measured): every asset group's runs scale "
         "with its partition count (full graph / window). Saturated queue: the runs' summed "
         "slot time (RUN_STARTING -> end, mean per group from the measurement) over the "
@@ -753,7 +759,16 @@ def markdown(report: dict) -> str:
         f"s after the launch; backfill marked done {b['last_run_end_to_done']} s after its last "
         f"run). Median run start-up {b['median_run_startup_seconds']} s; the steps themselves "
         f"ran {fmt_s(b['sum_step_seconds'])} against the in-process floor of "
-        f"{fmt_s(f['seconds'])}.",
+        f"{fmt_s(f['seconds'])}."
+        + (
+            " The waves: "
+            + "; ".join(
+                f"{k}. {', '.join(groups)}" for k, groups in enumerate(b["runs_by_wave"], 1)
+            )
+            + "."
+            if "runs_by_wave" in b  # reports before it was recorded: not there
+            else ""
+        ),
     ]
     for a in arms:
         pp = a["measured"]
@@ -805,10 +820,9 @@ def markdown(report: dict) -> str:
             )
         )
         + " runs besides the backfill's (and the compute floor's): no automation or sensor run.",
-        "- The first-forecast-day failure of a fresh full-graph backfill (forecast_accuracy "
-        "raised MissingTableError, so earlier results left that partition out) was fixed in "
-        "510dc71: forecast_accuracy partitions start the day after the first model week. The "
-        f"batched arm backfills every partition (`allPartitions: true`): {b['status']}.",
+        "- Every partition of every asset is backfilled (`allPartitions: true`; the daily "
+        "assets share one partitions definition from the first day, the forecasts of days "
+        f"before the first model week stored empty): {b['status']}.",
         "",
         "Raw per-run timestamps are in backfill.json (`runs_detail`).",
     ]
