@@ -140,19 +140,10 @@ def parse_date(value: object, key: str) -> dt.date:
 def _limits(section: dict) -> IngestLimits:
     """`[ingest] max_columns`, `max_line_bytes`, `max_json_depth`, `max_rows` (positive
     integers) and `max_abs_value` (a positive finite number)."""
-    values = {}
-    for limit in fields(IngestLimits):
-        name, kind = limit.name, type(limit.default)
-        if name not in section:
-            continue
-        value = section[name]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"ingest.{name}: expected a number, got {value!r}")
-        if kind is int and value != int(value):
-            raise ConfigError(f"ingest.{name}: expected a whole number, got {value!r}")
+    values = number_fields(IngestLimits, section, "ingest")
+    for name, value in values.items():
         if not (0 < value < float("inf")):
             raise ConfigError(f"ingest.{name}: expected a positive finite number, got {value!r}")
-        values[name] = kind(value)
     return IngestLimits(**values)
 
 
@@ -190,19 +181,19 @@ MOVED_TABLES = {
 }
 
 
-def check_known_keys(raw: dict, known: dict[str, set[str]], prefix: str = "") -> None:
+def check_known_keys(raw: dict, known: dict[str, set[str]]) -> None:
     """Every table of `raw` is one of `known` and holds only its keys."""
     for section, value in raw.items():
         if section not in known:
             moved = f"; it moved to {MOVED_TABLES[section]}" if section in MOVED_TABLES else ""
-            raise ConfigError(f"unknown table [{prefix}{section}]{moved}; known: {sorted(known)}")
+            raise ConfigError(f"unknown table [{section}]{moved}; known: {sorted(known)}")
         if not isinstance(value, dict):
-            raise ConfigError(f"[{prefix}{section}] must be a table, got {value!r}")
+            raise ConfigError(f"[{section}] must be a table, got {value!r}")
         unknown = sorted(set(value) - known[section])
         if unknown:
             raise ConfigError(
-                f"unknown key(s) {[f'{prefix}{section}.{k}' for k in unknown]}; "
-                f"[{prefix}{section}] knows {sorted(known[section])}"
+                f"unknown key(s) {[f'{section}.{k}' for k in unknown]}; "
+                f"[{section}] knows {sorted(known[section])}"
             )
 
 

@@ -55,11 +55,11 @@ from pathlib import Path
 import polars as pl
 
 from batch_ml.config import DATA_ROOT_ENV, ProjectConfig, parse_config
+from batch_ml.platform.registry.gate import BASELINE_PREFIX
 from batch_ml.platform.storage.tables import PartitionedTable
 from batch_ml.products.forecasting.config import settings
 from batch_ml.products.forecasting.metrics import roll_up
 from batch_ml.products.forecasting.product import PRODUCT
-from batch_ml.products.forecasting.training import BASELINE_PREFIX
 from benchmarks.facts import git, version
 
 REPO = Path(__file__).resolve().parents[1]

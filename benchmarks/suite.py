@@ -189,7 +189,7 @@ def set_up(folder: Path, stores: int, items: int) -> dict:
     from batch_ml.cli import QUIET_LOGS, ensure_dagster_home
     from batch_ml.config import load_config
     from batch_ml.definitions import build_definitions
-    from batch_ml.platform.partitions import RANGE_END, RANGE_START
+    from batch_ml.platform.partitions import range_tags
     from batch_ml.products.forecasting.demo import simulate, spec_from_config
     from batch_ml.products.forecasting.product import PRODUCT
 
@@ -228,9 +228,7 @@ def set_up(folder: Path, stores: int, items: int) -> dict:
     with dg.DagsterInstance.get() as instance:
         for name, window in stages:
             job = name.split()[0]
-            tags = (
-                {} if window is None else {RANGE_START: str(window[0]), RANGE_END: str(window[1])}
-            )
+            tags = {} if window is None else range_tags(*window)
             started = time.perf_counter()
             stage = SETUP_FORECASTS if name.endswith(" forecasts") else None
             result = defs.resolve_job_def(job).execute_in_process(
@@ -320,7 +318,7 @@ def daily_floor(cfg) -> dict:
     from batch_ml.platform.common import peak_rss_mb, reset_peak_rss
     from batch_ml.platform.monitoring.drift import PREDICTION, psi_table
     from batch_ml.platform.registry.assets import read_overrides
-    from batch_ml.platform.registry.gate import serving_version
+    from batch_ml.platform.registry.gate import BASELINE_PREFIX, serving_version
     from batch_ml.platform.resources import LandingZone, ModelStore, TableStore
     from batch_ml.platform.sources.assets import commit_ingestion, ingest_files
     from batch_ml.platform.sources.contract import QuarantinePolicy
@@ -330,7 +328,7 @@ def daily_floor(cfg) -> dict:
     from batch_ml.products.forecasting.metrics import evaluate_forecasts
     from batch_ml.products.forecasting.product import OVERRIDES
     from batch_ml.products.forecasting.sources import PLAN_DATE, project_sources
-    from batch_ml.products.forecasting.training import BASELINE_PREFIX, predict
+    from batch_ml.products.forecasting.training import predict
 
     day, key = NEW_DAY, NEW_DAY.isoformat()
     f, fc = settings(cfg).features, settings(cfg).forecast

@@ -14,7 +14,7 @@ import dagster as dg
 
 from batch_ml.config import ProjectConfig
 from batch_ml.platform.common import BuildContext
-from batch_ml.platform.partitions import RANGE_END, RANGE_START, week_of
+from batch_ml.platform.partitions import range_tags, week_of
 from batch_ml.platform.product import Product
 from batch_ml.platform.resources import LandingZone, TableStore
 from batch_ml.platform.sources.arrivals import (
@@ -143,7 +143,7 @@ class Stage:
     def tags(self) -> dict[str, str]:
         if self.first is None:
             return {}
-        return {RANGE_START: self.first.isoformat(), RANGE_END: self.last.isoformat()}
+        return range_tags(self.first, self.last)
 
     @property
     def label(self) -> str:
@@ -238,9 +238,7 @@ def _range_request(
     tags = _tags(arrivals, request)
     if first == last:
         return dg.RunRequest(job_name=job, partition_key=first.isoformat(), tags=tags)
-    return dg.RunRequest(
-        job_name=job, tags={**tags, RANGE_START: first.isoformat(), RANGE_END: last.isoformat()}
-    )
+    return dg.RunRequest(job_name=job, tags={**tags, **range_tags(first, last)})
 
 
 def build_landing_sensor(b: BuildContext, product: Product, jobs: dict) -> dg.SensorDefinition:

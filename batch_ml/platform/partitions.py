@@ -18,6 +18,11 @@ RANGE_END = "dagster/asset_partition_range_end"
 DAYS_PER_WEEK = 7
 
 
+def range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
+    """The tags of one run over the partitions `first`..`last`."""
+    return {RANGE_START: first.isoformat(), RANGE_END: last.isoformat()}
+
+
 def next_monday(day: dt.date) -> dt.date:
     return day + dt.timedelta(days=(DAYS_PER_WEEK - day.weekday()) % DAYS_PER_WEEK)
 

@@ -58,7 +58,7 @@ class Product:
     outputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def group(self, stage: str) -> str:
-        return stage if stage.startswith(f"{self.name}_") else f"{self.name}_{stage}"
+        return f"{self.name}_{stage}"
 
     def with_defaults(self, spec: dg.AssetSpec) -> dg.AssetSpec:
         """An asset of the product with its group prefixed, its owners and the product tag."""

@@ -165,13 +165,9 @@ def _check_feature_columns(features: FeatureConfig) -> None:
 
 def parse_section(section: dict) -> ForecastingConfig:
     """The product's config from its `[forecasting]` table (without `enabled`)."""
-    check_known_keys({NAME: section}, KNOWN_KEYS, prefix="")
     top = {k: v for k, v in section.items() if k not in SUBSECTIONS}
     subs = {k: section.get(k, {}) for k in SUBSECTIONS}
-    for key, value in subs.items():
-        if not isinstance(value, dict):
-            raise ConfigError(f"[{NAME}.{key}] must be a table, got {value!r}")
-        check_known_keys({f"{NAME}.{key}": value}, KNOWN_KEYS, prefix="")
+    check_known_keys({NAME: section, **{f"{NAME}.{k}": v for k, v in subs.items()}}, KNOWN_KEYS)
     forecast = ForecastConfig(**number_fields(ForecastConfig, top, NAME))
     if forecast.horizon < 1 or forecast.lookback_days < 28:
         raise ConfigError(f"{NAME}.horizon must be >= 1 and {NAME}.lookback_days >= 28")

@@ -16,13 +16,13 @@ from batch_ml.platform.common import (
     measured,
 )
 from batch_ml.platform.partitions import partition_dates
+from batch_ml.platform.registry.gate import BASELINE_PREFIX
 from batch_ml.platform.resources import ModelStore
 from batch_ml.products.forecasting.config import settings
 from batch_ml.products.forecasting.features import BASELINE_COLUMNS, SERIES_KEYS
 from batch_ml.products.forecasting.metrics import evaluate_forecasts, roll_up
 from batch_ml.products.forecasting.partitions import ForecastMappings
 from batch_ml.products.forecasting.report import ReportInputs, write_evaluation_report
-from batch_ml.products.forecasting.training import BASELINE_PREFIX
 
 GROUP = "evaluation"
 

@@ -11,6 +11,7 @@ from batch_ml.platform.common import (
 )
 from batch_ml.platform.monitoring.drift import MIN_SERIES, PREDICTION, psi_table
 from batch_ml.platform.partitions import partition_dates
+from batch_ml.platform.registry.gate import BASELINE_PREFIX
 from batch_ml.platform.registry.model import Model
 from batch_ml.platform.resources import ModelStore
 from batch_ml.platform.stages import PredictionStage, prediction_asset
@@ -18,7 +19,7 @@ from batch_ml.products.forecasting.assets.promotion import policy
 from batch_ml.products.forecasting.config import settings
 from batch_ml.products.forecasting.features import ID_COLUMNS, SERIES_KEYS
 from batch_ml.products.forecasting.product import OVERRIDES
-from batch_ml.products.forecasting.training import BASELINE_PREFIX, predict, predict_baseline
+from batch_ml.products.forecasting.training import predict, predict_baseline
 
 GROUP = "predictions"
 KEYS = list(ID_COLUMNS)
