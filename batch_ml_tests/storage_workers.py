@@ -81,13 +81,17 @@ def write_forever(root: Path, keys: list[str], generation: int) -> None:
 
 
 def die_at(root: Path, keys: list[str], generation: int, point: str, nth: int) -> None:
-    """Rewrite partitions and SIGKILL this process right before or right after the `nth`
-    partition file is renamed into place: the exact moments an atomic write must survive."""
+    """Rewrite partitions and SIGKILL this process at one of the exact moments an atomic
+    write must survive: right before its commit point (every partition staged, the journal
+    not yet renamed into place), or right before or after the `nth` partition file is
+    renamed into place."""
     real_replace = os.replace
     renames = 0
 
     def replace(src, dst):
         nonlocal renames
+        if point == "before_commit" and str(dst).endswith(".json"):
+            os.kill(os.getpid(), signal.SIGKILL)
         if str(dst).endswith(".parquet"):
             renames += 1
         if renames == nth and point == "before_rename":

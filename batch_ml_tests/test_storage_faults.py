@@ -90,8 +90,10 @@ def test_sigkilled_writers_never_leave_a_partial_partition_and_reruns_are_identi
             writer.start()
             time.sleep(rng.uniform(0.3, 2.5) * duration)
             writer.kill()  # SIGKILL: no cleanup, no finally blocks
-        else:  # right before or after a partition file is renamed into place
-            point = rng.choice(["before_rename", "after_rename"])
+        else:  # right before the commit point, or before or after a partition's rename
+            # The first one is always before the commit point: it leaves staged files behind.
+            point = rng.choice(["before_commit", "before_rename", "after_rename"])
+            point = "before_commit" if attempt == 0 else point
             nth = rng.randint(1, len(chosen))
             writer = ctx.Process(target=w.die_at, args=(tmp_path, chosen, generation, point, nth))
             writer.start()
@@ -103,9 +105,14 @@ def test_sigkilled_writers_never_leave_a_partial_partition_and_reruns_are_identi
         kills += writer.exitcode == -9
         _assert_every_visible_partition_is_whole(tmp_path, keys)
     assert kills == ATTEMPTS
-    # Writers killed before their rename left temporary files: never visible to any reader
-    # (checked above after every kill), swept once stale.
-    assert list((tmp_path / "tables" / w.TABLE).glob(".*.tmp"))
+    # Writers killed before their commit point left staged files (those killed after it had
+    # their renames finished by the next writer): never visible to any reader (checked above
+    # after every kill), and swept once stale without touching a stored partition.
+    table = PartitionedTable(tmp_path / "tables", w.TABLE)
+    assert table.sweep_stale_tmp() == []  # none is an hour old yet
+    assert table.sweep_stale_tmp(older_than_s=0)
+    assert not list(table.folder.glob(".*.tmp"))
+    _assert_every_visible_partition_is_whole(tmp_path, keys)
     # Temporary files left by killed writers are never visible; a re-run replaces everything.
     w.materialize(tmp_path, keys, generation=1)
     seen = _assert_every_visible_partition_is_whole(tmp_path, keys)
