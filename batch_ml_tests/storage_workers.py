@@ -19,6 +19,7 @@ import polars as pl
 
 from batch_ml.platform.partitions import RANGE_END, RANGE_START
 from batch_ml.platform.resources import ParquetTableIOManager
+from batch_ml.platform.storage.transaction import JOURNAL_FOLDER
 
 TABLE = "fault_table"
 ROWS = 40_000
@@ -90,7 +91,7 @@ def die_at(root: Path, keys: list[str], generation: int, point: str, nth: int) -
 
     def replace(src, dst):
         nonlocal renames
-        if point == "before_commit" and str(dst).endswith(".json"):
+        if point == "before_commit" and Path(dst).parent.name == JOURNAL_FOLDER:
             os.kill(os.getpid(), signal.SIGKILL)
         if str(dst).endswith(".parquet"):
             renames += 1
