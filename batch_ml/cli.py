@@ -18,7 +18,6 @@ from pathlib import Path
 from batch_ml.config import ProjectConfig, load_config
 from batch_ml.platform.sources.landing import discover
 from batch_ml.platform.storage.files import exclusive_lock
-from batch_ml.products.forecasting.demo import spec_from_config, write_landing
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # In DAGSTER_HOME: written once the instance's storage exists; the lock serializes creating it.
@@ -84,30 +83,32 @@ def _initialize_home(home: Path, template: Path) -> None:
     )
 
 
-def generate(cfg: ProjectConfig, force: bool = False) -> dict[str, int] | None:
-    """Write the demo landing files unless sales files are already there."""
-    from batch_ml.products.forecasting.sources import project_sources
+def demo_products(cfg: ProjectConfig) -> list:
+    """The enabled products that have demo data, in catalog order."""
+    from batch_ml.definitions import enabled_products
 
-    existing, _ = discover(cfg.paths.landing, project_sources(cfg)["sales"])
-    if existing and not force:
-        return None
-    return write_landing(spec_from_config(cfg), cfg.paths.landing)
+    return [p for p in enabled_products(cfg) if p.demo is not None]
 
 
-def _sales_days(cfg: ProjectConfig) -> tuple[dt.date, dt.date]:
-    from batch_ml.products.forecasting.sources import project_sources
+def generate(cfg: ProjectConfig, force: bool = False) -> dict[str, dict[str, int] | None]:
+    """Write each product's demo landing files unless present: product -> files written."""
+    return {p.name: p.demo.generate(cfg, force) for p in demo_products(cfg)}
 
-    files, _ = discover(cfg.paths.landing, project_sources(cfg)["sales"])
+
+def _landed_days(cfg: ProjectConfig, product) -> tuple[dt.date, dt.date]:
+    source = product.sources(cfg)[product.demo.period_source]
+    files, _ = discover(cfg.paths.landing, source)
     days = sorted(f.partition for f in files if f.partition >= cfg.start_date)
     if cfg.end_date:
         days = [d for d in days if d < cfg.end_date]
     if not days:
-        raise SystemExit(f"no sales files in {cfg.paths.landing / 'sales'}")
+        raise SystemExit(f"no {source.name} files in {cfg.paths.landing / source.name}")
     return days[0], days[-1]
 
 
-def run_pipeline(cfg: ProjectConfig, instance) -> dict:
-    """Materialize the whole graph for the period that has sales files, in the fewest runs.
+def run_product(cfg: ProjectConfig, instance, product, defs=None) -> dict:
+    """Materialize a product's whole graph for the period its landed files cover, in the
+    fewest runs.
 
     The stages come from the product's declaration (`catch_up_stages`): the reference data,
     the daily assets the weekly ones read over every day, the weekly assets over every week,
@@ -119,14 +120,15 @@ def run_pipeline(cfg: ProjectConfig, instance) -> dict:
 
     from batch_ml.definitions import build_definitions
     from batch_ml.platform.orchestration import catch_up_stages
-    from batch_ml.products.forecasting.product import PRODUCT
 
-    defs = build_definitions(cfg)
-    first_day, last_day = _sales_days(cfg)
-    first_week = PRODUCT.first_week(cfg)
+    defs = defs or build_definitions(cfg)
+    first_day, last_day = _landed_days(cfg, product)
+    first_week = product.first_week(cfg)
     if last_day < first_week:
-        raise SystemExit(f"sales end on {last_day}: the first model week is {first_week}")
-    stages = catch_up_stages(PRODUCT, defs.resolve_asset_graph(), first_day, last_day, first_week)
+        raise SystemExit(
+            f"{product.name}: files end on {last_day}, before its first model week {first_week}"
+        )
+    stages = catch_up_stages(product, defs.resolve_asset_graph(), first_day, last_day, first_week)
     timings = {}
     for stage in stages:
         selection = [dg.AssetKey(a) for a in stage.assets] if stage.assets else None
@@ -141,7 +143,7 @@ def run_pipeline(cfg: ProjectConfig, instance) -> dict:
         timings[stage.label] = round(time.perf_counter() - start, 2)
         span = f" {stage.first}..{stage.last}" if stage.first else ""
         echo(f"  {stage.label}{span}  {timings[stage.label]:.2f} s  run {result.run_id[:8]}")
-    echo(f"  {len(stages)} runs, {sum(timings.values()):.2f} s")
+    echo(f"  {product.name}: {len(stages)} runs, {sum(timings.values()):.2f} s")
     return {
         "first_day": first_day,
         "last_day": last_day,
@@ -150,42 +152,42 @@ def run_pipeline(cfg: ProjectConfig, instance) -> dict:
     }
 
 
-def demo_summary(cfg: ProjectConfig, instance, run: dict, elapsed: float) -> dict:
+def run_pipeline(cfg: ProjectConfig, instance) -> dict[str, dict]:
+    """`run_product` for every enabled product with demo data: product -> its run."""
+    from batch_ml.definitions import build_definitions
+
+    defs = build_definitions(cfg)
+    return {p.name: run_product(cfg, instance, p, defs) for p in demo_products(cfg)}
+
+
+def demo_summary(cfg: ProjectConfig, instance, runs: dict[str, dict], elapsed: float):
+    """Console lines and the JSON summary: per product its partitions, period, runs and
+    figures; in all, the time, runs and stage times."""
     import dagster as dg
 
-    from batch_ml.products.forecasting.product import PRODUCT
-
-    def latest_metadata(key: str) -> dict:
-        records = instance.fetch_materializations(dg.AssetKey(key), limit=1).records
-        return records[0].asset_materialization.metadata if records else {}
-
-    report = latest_metadata("accuracy_report")
-    model = latest_metadata("demand_model")
-    counts = {
-        key: len(instance.get_materialized_partitions(dg.AssetKey(key)))
-        for key in (*PRODUCT.daily, *PRODUCT.weekly)
-    }
-
-    def value(md, key):
-        v = md.get(key)
-        return None if v is None else v.value
-
-    return {
-        "partitions": counts,
-        "period": [run["first_day"].isoformat(), run["last_day"].isoformat()],
-        "evaluation_window": [value(report, "first_day"), value(report, "last_day")],
-        "model_version": value(model, "model_version"),
-        "champion_version": value(report, "champion_version"),
-        "wape_model": value(report, "wape_model"),
-        "wape_seasonal_naive": value(report, "wape_seasonal_naive"),
-        "wape_moving_average": value(report, "wape_moving_average"),
-        "report": value(report, "report"),
+    lines, products = [], {}
+    for product in demo_products(cfg):
+        run = runs[product.name]
+        product_lines, values = product.demo.summarize(cfg, instance)
+        lines += ["", *product_lines]
+        products[product.name] = {
+            "partitions": {
+                key: len(instance.get_materialized_partitions(dg.AssetKey(key)))
+                for key in (*product.daily, *product.weekly)
+            },
+            "period": [run["first_day"].isoformat(), run["last_day"].isoformat()],
+            **values,
+            "runs": len(run["timings"]),
+            "stage_seconds": run["timings"],
+        }
+    summary = {
+        "products": products,
         "warehouse": str(cfg.paths.warehouse),
         "dagster_home": os.environ.get("DAGSTER_HOME"),
         "seconds": round(elapsed, 1),
-        "runs": len(run["timings"]),
-        "stage_seconds": run["timings"],
+        "runs": sum(p["runs"] for p in products.values()),
     }
+    return lines, summary
 
 
 def cmd_demo(args) -> int:
@@ -195,10 +197,10 @@ def cmd_demo(args) -> int:
     home = ensure_dagster_home(config_path.resolve().parent)
     written = generate(cfg)
     echo("batch_ml demo")
-    echo(
-        f"  landing data: {cfg.paths.landing}"
-        + (f" (generated {written['sales']} sales days)" if written else " (already present)")
-    )
+    echo(f"  landing data: {cfg.paths.landing}")
+    for name, files in written.items():
+        what = ", ".join(f"{n} {k} files" for k, n in files.items()) if files else "present"
+        echo(f"  {name}: {'generated ' + what if files else 'already ' + what}")
     echo(f"  Dagster instance: {home}")
 
     import dagster as dg
@@ -207,22 +209,10 @@ def cmd_demo(args) -> int:
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     with dg.DagsterInstance.get() as instance:
-        run = run_pipeline(cfg, instance)
-        summary = demo_summary(cfg, instance, run, time.perf_counter() - started)
-    improvement = 1 - summary["wape_model"] / summary["wape_seasonal_naive"]
-    echo()
-    echo(
-        f"Forecast accuracy {summary['evaluation_window'][0]}..{summary['evaluation_window'][1]}"
-        f" (WAPE, lower is better):"
-    )
-    echo(
-        f"  model            {summary['wape_model']:.3f}   "
-        f"({improvement:.1%} lower than seasonal naive)"
-    )
-    echo(f"  seasonal naive   {summary['wape_seasonal_naive']:.3f}")
-    echo(f"  moving average   {summary['wape_moving_average']:.3f}")
-    echo(f"Predictions: view `predictions` in {summary['warehouse']} (open it read-only)")
-    echo(f"Report: {summary['report']}")
+        runs = run_pipeline(cfg, instance)
+        lines, summary = demo_summary(cfg, instance, runs, time.perf_counter() - started)
+    for line in lines:
+        echo(line)
     echo(f"Done in {summary['seconds']} s. `make ui` shows the runs and partitions.")
     echo(json.dumps(summary, default=str))
     return 0
@@ -363,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="generate demo data if absent and materialize the whole graph")
     sub.add_parser(
-        "generate", help="(re)write the demo landing files from the [forecasting.demo] config"
+        "generate", help="(re)write every enabled product's demo landing files ([<product>.demo])"
     )
     init_home = sub.add_parser(
         "init-home", help="initialize DAGSTER_HOME once (its storage, and dagster.yaml if absent)"

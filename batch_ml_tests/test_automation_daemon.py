@@ -138,7 +138,7 @@ def run_scenario(tmp_path, monkeypatch, capsys):
         warnings.simplefilter("ignore", dg.BetaWarning)
         warnings.simplefilter("ignore", dg.PreviewWarning)
         with dg.DagsterInstance.get() as instance:
-            history = run_pipeline(cfg, instance)
+            history = run_pipeline(cfg, instance)["forecasting"]
             pipeline_run_ids = {r.run_id for r in instance.get_runs()}
     assert history["last_day"] == dt.date.fromisoformat(DAY) - dt.timedelta(days=1)
     assert len(pipeline_run_ids) == 5  # one run per stage

@@ -38,7 +38,9 @@ def _demo(config, home):
         check=False,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1]), out.stdout
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(summary["products"]) == {"forecasting"}  # the only product write_config enables
+    return summary["products"]["forecasting"], out.stdout
 
 
 @pytest.fixture(scope="module")

@@ -286,7 +286,7 @@ def run_dataset(dataset: Dataset, horizon: int | None, keep: Path | None) -> dic
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with dg.DagsterInstance.ephemeral() as instance:
-                run = run_pipeline(cfg, instance)
+                run = run_pipeline(cfg, instance)["forecasting"]
                 events = pipeline_events(instance)
         python_warnings = Counter(
             f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}"

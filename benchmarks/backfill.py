@@ -980,7 +980,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"graph partitions: {full_counts}")
     t0 = time.perf_counter()
     with dg.DagsterInstance.from_config(str(floor_home)) as instance, event_store_cost() as events:
-        pipeline = run_pipeline(floor_cfg, instance)
+        pipeline = run_pipeline(floor_cfg, instance)["forecasting"]
         floor_runs = instance.get_runs_count()
     floor = {
         "seconds": round(time.perf_counter() - t0, 1),

@@ -37,6 +37,19 @@ PRODUCT_TAG = "batch_ml/product"
 
 
 @dataclass(frozen=True)
+class DemoHooks:
+    """How `batch-ml demo` runs a product on its embedded demo data."""
+
+    # Writes the product's demo landing files: (cfg, force) -> files written per source, or
+    # None when they are already there and `force` is False.
+    generate: Callable[[ProjectConfig, bool], Mapping[str, int] | None]
+    # The daily source whose landed days are the period the demo materializes.
+    period_source: str
+    # The product's figures after the run: (cfg, instance) -> (console lines, JSON values).
+    summarize: Callable[[ProjectConfig, Any], tuple[list[str], dict]]
+
+
+@dataclass(frozen=True)
 class Product:
     name: str
     description: str
@@ -56,6 +69,7 @@ class Product:
     # where or by which run rather than what: `batch-ml digest` hashes the rest, so two runs
     # on the same inputs and seed can be compared.
     outputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    demo: DemoHooks | None = None
 
     def group(self, stage: str) -> str:
         return f"{self.name}_{stage}"

@@ -91,6 +91,9 @@ class TrainedModel:
     # A content hash of the training rows, so a card says what the model learned from.
     data_version: str
     details: Mapping[str, Any] = field(default_factory=dict)  # more of the card
+    # Fitted state that is not a model, as more registry columns (scalars), e.g. the majority
+    # class of the training labels, which a baseline serving the week needs.
+    state: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ def model_asset(b: BuildContext, spec: ModelStage) -> dg.AssetsDefinition:
                         "window_start": trained.window[0],
                         "window_end": trained.window[1],
                         **trained.validation,
+                        **trained.state,
                         "data_version": trained.data_version,
                         "model_path": str(path),
                     }
@@ -172,6 +176,8 @@ class PredictionStage:
     `predict(model, served, day, inputs)` returns the day's rows from the day's partitions of
     `ins` (`model` is None when the baseline `served` serves); the factory sets
     `model_version`. Days before the first model week are stored empty, with the reason.
+    `weekly_ins` are read over the weeks of the step's days (e.g. the model registry, whose
+    row of a day's week holds a baseline's fitted state) and passed whole, beside the day's.
 
     Nothing is stored unless every prediction is finite and `incomplete(frame)` (counts of
     the product's own problems, e.g. series missing a lead) is all zeros: a blocking check.
@@ -188,6 +194,7 @@ class PredictionStage:
     description: str
     incomplete: Callable[[pl.DataFrame], Mapping[str, int]] = lambda frame: {}
     summary: Callable[[pl.DataFrame], Mapping[str, Any]] = lambda frame: {}
+    weekly_ins: tuple[str, ...] = ()
     kinds: frozenset[str] = frozenset({"polars"})
     code_version: str = "predictions-v1"
 
@@ -217,7 +224,11 @@ def prediction_asset(b: BuildContext, spec: PredictionStage) -> dg.AssetsDefinit
         required_resource_keys={"model_store", "tables"},
         # Day D is served by the gate's decision for the week holding D (made from data
         # before the week began); overrides effective up to D apply on top.
-        ins={**per_day, spec.gate_asset: dg.AssetIn(partition_mapping=overlapping())},
+        ins={
+            **per_day,
+            **{name: dg.AssetIn(partition_mapping=overlapping()) for name in spec.weekly_ins},
+            spec.gate_asset: dg.AssetIn(partition_mapping=overlapping()),
+        },
         deps=[spec.overrides_asset],
         check_specs=[
             dg.AssetCheckSpec(
@@ -258,6 +269,7 @@ def prediction_asset(b: BuildContext, spec: PredictionStage) -> dg.AssetsDefinit
                         models[version] = context.resources.model_store.load(version)
                     model = models[version]
                 day_inputs = {name: inputs[name][day.isoformat()] for name in per_day}
+                day_inputs.update({name: inputs[name] for name in spec.weekly_ins})
                 rows = spec.predict(model, version, day, day_inputs)
                 frames.append(rows.with_columns(pl.lit(version).alias(MODEL_VERSION)))
                 served.add(version)

@@ -246,3 +246,48 @@ def write_landing(spec: SimulationSpec, landing_root: Path) -> dict[str, int]:
         )
     counts.update(calendar=1, products=1, stores=1)
     return counts
+
+
+def generate(cfg, force: bool = False) -> dict[str, int] | None:
+    """Write the demo landing files unless sales files are already there (`force`: rewrite)."""
+    from batch_ml.platform.sources.landing import discover
+    from batch_ml.products.forecasting.sources import project_sources
+
+    existing, _ = discover(cfg.paths.landing, project_sources(cfg)["sales"])
+    if existing and not force:
+        return None
+    return write_landing(spec_from_config(cfg), cfg.paths.landing)
+
+
+def summarize(cfg, instance) -> tuple[list[str], dict]:
+    """The demo's forecast accuracy (from the report's metadata) and the model: console
+    lines and JSON values."""
+    import dagster as dg
+
+    def latest(key: str) -> dict:
+        records = instance.fetch_materializations(dg.AssetKey(key), limit=1).records
+        metadata = records[0].asset_materialization.metadata if records else {}
+        return {k: v.value for k, v in metadata.items()}
+
+    report, model = latest("accuracy_report"), latest("demand_model")
+    values = {
+        "evaluation_window": [report.get("first_day"), report.get("last_day")],
+        "model_version": model.get("model_version"),
+        "champion_version": report.get("champion_version"),
+        "wape_model": report.get("wape_model"),
+        "wape_seasonal_naive": report.get("wape_seasonal_naive"),
+        "wape_moving_average": report.get("wape_moving_average"),
+        "report": report.get("report"),
+    }
+    improvement = 1 - values["wape_model"] / values["wape_seasonal_naive"]
+    first, last = values["evaluation_window"]
+    lines = [
+        f"Forecast accuracy {first}..{last} (WAPE, lower is better):",
+        f"  model            {values['wape_model']:.3f}   "
+        f"({improvement:.1%} lower than seasonal naive)",
+        f"  seasonal naive   {values['wape_seasonal_naive']:.3f}",
+        f"  moving average   {values['wape_moving_average']:.3f}",
+        f"Predictions: view `predictions` in {cfg.paths.warehouse} (open it read-only)",
+        f"Report: {values['report']}",
+    ]
+    return lines, values

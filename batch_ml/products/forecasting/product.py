@@ -6,7 +6,8 @@ gives its assets the groups `forecasting_<stage>`, owners and tag (batch_ml.plat
 
 from __future__ import annotations
 
-from batch_ml.platform.product import Product
+from batch_ml.platform.product import DemoHooks, Product
+from batch_ml.products.forecasting import demo
 from batch_ml.products.forecasting.config import NAME
 from batch_ml.products.forecasting.sources import project_sources
 
@@ -66,4 +67,5 @@ PRODUCT = Product(
         "forecast_accuracy": (),
         "accuracy_report": (),
     },
+    demo=DemoHooks(generate=demo.generate, period_source="sales", summarize=demo.summarize),
 )
