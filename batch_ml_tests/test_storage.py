@@ -77,3 +77,27 @@ def test_null_typed_columns_take_the_table_type_and_lazy_frames_are_streamed(tmp
     table.write("2025-01-03", pl.LazyFrame({"a": [3], "c": [2.5]}))
     assert table.schema() == pl.Schema({"a": pl.Int64, "c": pl.Float64})
     assert table.read().sort("a")["c"].to_list() == [1.5, None, 2.5]
+
+
+def test_latest_view_holds_the_latest_partition_whole_and_follows_new_ones(tmp_path):
+    tables, db = tmp_path / "tables", tmp_path / "warehouse.duckdb"
+    table = PartitionedTable(tables, "scores")
+    table.write("2025-01-02", pl.DataFrame({"day": ["2025-01-02"] * 2, "x": [1, 2]}))
+    table.write("2025-01-01", pl.DataFrame({"day": ["2025-01-01"], "x": [9]}))
+    static = PartitionedTable(tables, "catalog")
+    static.write("all", pl.DataFrame({"y": [1]}))
+    sync_views(db, tables, ["scores", "catalog"])
+
+    def latest():
+        with duckdb.connect(str(db), read_only=True) as con:
+            views = {r[0] for r in con.execute("select view_name from duckdb_views()").fetchall()}
+            rows = con.execute("select day, x from latest_scores order by x").fetchall()
+        return views, rows
+
+    views, rows = latest()
+    assert rows == [("2025-01-02", 1), ("2025-01-02", 2)]  # no filename column, one day
+    assert "latest_catalog" not in views and {"scores", "catalog"} <= views  # no days: no latest
+    # A later day is the latest as soon as it is published; no view is rewritten for it.
+    table.write("2025-01-03", pl.DataFrame({"day": ["2025-01-03"], "x": [5]}))
+    assert sync_views(db, tables, ["scores"]) == []
+    assert latest()[1] == [("2025-01-03", 5)]

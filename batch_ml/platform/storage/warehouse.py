@@ -15,6 +15,10 @@ file it was built for, and the platform rebuilds views built for another place w
 opens the warehouse (`sync_views`: every table write, and the code location's start). Until
 then a view in a copied or moved warehouse refuses to read (it checks the path of the
 database it is read from) instead of reading the original folder's files.
+
+Each partitioned table also has a view `latest_<name>`: the rows of its latest partition (the
+greatest partition key; keys are ISO dates), e.g. the latest day's predictions for a
+consumer. Like a partition, it changes from one whole partition to the next.
 """
 
 from __future__ import annotations
@@ -32,12 +36,14 @@ from pathlib import Path
 import duckdb
 
 from batch_ml.platform.storage.files import exclusive_lock, fsync_dir
-from batch_ml.platform.storage.tables import _NAME
+from batch_ml.platform.storage.tables import _NAME, UNPARTITIONED
 
 # How long to wait for another process's lock on the warehouse file.
 LOCK_TIMEOUT_S = 30.0
 # Part of every view's comment: a view without it, or of another version, is rebuilt.
-VIEW_FORMAT = 2
+VIEW_FORMAT = 3  # 3: latest_<name> views
+# The view of a table's latest partition is this prefix and the table's name.
+LATEST_PREFIX = "latest_"
 # DuckDB expands these anywhere in a path it is given, also in a single file's path.
 _GLOB_CHARACTERS = frozenset("*?[")
 
@@ -96,8 +102,9 @@ def view_comment(path: Path, tables_root: Path) -> str:
     return json.dumps(_placement(path, tables_root), sort_keys=True)
 
 
-def view_sql(name: str, tables_root: Path, path: Path) -> str:
-    """The view of table `name`: its partitions, read only from the warehouse file at `path`.
+def view_sql(name: str, tables_root: Path, path: Path, latest: bool = False) -> str:
+    """The view of table `name`: its partitions (`latest`: its latest partition), read only
+    from the warehouse file at `path`.
 
     DuckDB reports a database's real path (symlinks resolved), as `Path.resolve` gives it.
     """
@@ -105,6 +112,11 @@ def view_sql(name: str, tables_root: Path, path: Path) -> str:
         raise ValueError(f"invalid view name {name!r}")
     placement = _placement(path, tables_root)
     pattern = literal_glob(Path(placement["tables"]) / name) + "/*.parquet"
+    view, files, latest_only = name, "", ""
+    if latest:
+        # The partition key is the file's stem, so the greatest file name is the latest key.
+        view, files = LATEST_PREFIX + name, ", filename = true"
+        latest_only = f"p.filename = (SELECT max(file) FROM glob({_literal(pattern)})) AND "  # noqa: S608 - quoted
     moved = (
         f"view {name} reads {placement['tables']}/{name} and belongs to the warehouse "
         f"{placement['warehouse']}; this warehouse file was copied or moved: its views are "
@@ -112,10 +124,11 @@ def view_sql(name: str, tables_root: Path, path: Path) -> str:
         "`batch-ml views`)"
     )
     return (
-        f'CREATE OR REPLACE VIEW "{name}" AS SELECT p.* '  # noqa: S608 - name validated above
+        f'CREATE OR REPLACE VIEW "{view}" AS '  # noqa: S608 - name validated above
+        f"SELECT p.*{' EXCLUDE (filename)' if latest else ''} "
         f"FROM read_parquet({_literal(pattern)}, union_by_name = true, "
-        "hive_partitioning = false) AS p "
-        "WHERE CASE WHEN EXISTS (SELECT 1 FROM duckdb_databases() "
+        f"hive_partitioning = false{files}) AS p "
+        f"WHERE {latest_only}CASE WHEN EXISTS (SELECT 1 FROM duckdb_databases() "
         f"WHERE path = {_literal(placement['warehouse'])}) "
         f"THEN true ELSE error({_literal(moved)}) END"
     )
@@ -149,12 +162,22 @@ def _changes(
     """(views to build, views to drop): missing views of `names` and stale views of tables
     with a partition here are built; stale views of ours without one are dropped."""
     expected = view_comment(path, tables_root)
+    # A table's latest view is built and dropped with the table's own view.
+    present = {n: c for n, c in present.items() if not _is_latest_view(n, present)}
     stale = [n for n, comment in present.items() if _NAME.match(n) and comment != expected]
     missing = [n for n in names if n not in present]
     build = sorted({n for n in [*stale, *missing] if _has_partitions(tables_root, n)})
     # Only views this module made (its comment) are dropped, never a view someone else added.
     drop = sorted(n for n in stale if n not in build and _is_ours(present[n]))
     return build, drop
+
+
+def _is_latest_view(name: str, present: dict[str, str | None]) -> bool:
+    return name.startswith(LATEST_PREFIX) and name.removeprefix(LATEST_PREFIX) in present
+
+
+def _is_partitioned(tables_root: Path, name: str) -> bool:
+    return any(p.stem != UNPARTITIONED for p in (Path(tables_root) / name).glob("*.parquet"))
 
 
 def _remove_left_copies(path: Path) -> None:
@@ -180,8 +203,15 @@ def _rewrite(path: Path, tables_root: Path, build: list[str], drop: list[str]) -
             for name in build:
                 con.execute(view_sql(name, tables_root, path))
                 con.execute(f'COMMENT ON VIEW "{name}" IS {_literal(comment)}')
+                latest = LATEST_PREFIX + name
+                if _is_partitioned(tables_root, name):
+                    con.execute(view_sql(name, tables_root, path, latest=True))
+                    con.execute(f'COMMENT ON VIEW "{latest}" IS {_literal(comment)}')
+                else:
+                    con.execute(f'DROP VIEW IF EXISTS "{latest}"')
             for name in drop:
                 con.execute(f'DROP VIEW IF EXISTS "{name}"')
+                con.execute(f'DROP VIEW IF EXISTS "{LATEST_PREFIX + name}"')
             con.execute("COMMIT")
             con.execute("CHECKPOINT")  # everything in the file itself, no log beside it
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
