@@ -197,6 +197,11 @@ def test_a_sklearn_model_learns_from_sparse_vector_columns():
     out_of_range = frame.with_columns(tokens=pl.lit([{"index": 10, "value": 1.0}]))
     with pytest.raises(ModelInputError, match="outside 0..9"):
         model.predict(out_of_range)
+    # Vectors alone, with no numeric column (as a text model's hashed n-grams are).
+    text_only = SklearnModel.fit(
+        frame, "label", ["tokens"], {}, 0, 1, estimator=LogisticRegression, vectors={"tokens": 10}
+    )
+    assert ((text_only.predict(frame)[:, 1] > 0.5) == (label == 1)).all()
 
 
 def test_a_frame_without_a_model_input_is_a_clear_error():

@@ -333,7 +333,9 @@ def _sklearn_matrix(frame: pl.DataFrame, features: Sequence[str], vectors: Mappi
     import scipy.sparse as sp
 
     blocks = [sparse_vectors(frame, c, vectors[c]) for c in features if c in vectors]
-    return sp.hstack([sp.csr_matrix(dense), *blocks], format="csr")
+    # No numeric column: the dense block has no rows either (a 0 x 0 select) and is left out.
+    leading = [sp.csr_matrix(dense)] if numeric else []
+    return sp.hstack([*leading, *blocks], format="csr")
 
 
 FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
