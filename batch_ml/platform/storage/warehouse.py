@@ -118,7 +118,7 @@ def view_sql(name: str, tables_root: Path, path: Path, latest: bool = False) -> 
         view, files = LATEST_PREFIX + name, ", filename = true"
         latest_only = f"p.filename = (SELECT max(file) FROM glob({_literal(pattern)})) AND "  # noqa: S608 - quoted
     moved = (
-        f"view {name} reads {placement['tables']}/{name} and belongs to the warehouse "
+        f"view {view} reads {placement['tables']}/{name} and belongs to the warehouse "
         f"{placement['warehouse']}; this warehouse file was copied or moved: its views are "
         "rebuilt for the folder it is in when batch_ml next opens it (any materialization or "
         "`batch-ml views`)"
@@ -145,8 +145,8 @@ def existing_views(path: Path, timeout_s: float = LOCK_TIMEOUT_S) -> dict[str, s
     return dict(rows)
 
 
-def _has_partitions(tables_root: Path, name: str) -> bool:
-    return any((Path(tables_root) / name).glob("*.parquet"))
+def _partition_keys(tables_root: Path, name: str) -> set[str]:
+    return {p.stem for p in (Path(tables_root) / name).glob("*.parquet")}
 
 
 def _is_ours(comment: str | None) -> bool:
@@ -158,15 +158,17 @@ def _is_ours(comment: str | None) -> bool:
 
 def _changes(
     present: dict[str, str | None], path: Path, tables_root: Path, names: Sequence[str]
-) -> tuple[list[str], list[str]]:
-    """(views to build, views to drop): missing views of `names` and stale views of tables
-    with a partition here are built; stale views of ours without one are dropped."""
+) -> tuple[dict[str, bool], list[str]]:
+    """(views to build, each with whether its table is partitioned (then it gets a latest
+    view too), views to drop): missing views of `names` and stale views of tables with a
+    partition here are built; stale views of ours without one are dropped."""
     expected = view_comment(path, tables_root)
     # A table's latest view is built and dropped with the table's own view.
     present = {n: c for n, c in present.items() if not _is_latest_view(n, present)}
     stale = [n for n, comment in present.items() if _NAME.match(n) and comment != expected]
     missing = [n for n in names if n not in present]
-    build = sorted({n for n in [*stale, *missing] if _has_partitions(tables_root, n)})
+    keys = {n: _partition_keys(tables_root, n) for n in sorted({*stale, *missing})}
+    build = {n: bool(k - {UNPARTITIONED}) for n, k in keys.items() if k}
     # Only views this module made (its comment) are dropped, never a view someone else added.
     drop = sorted(n for n in stale if n not in build and _is_ours(present[n]))
     return build, drop
@@ -174,10 +176,6 @@ def _changes(
 
 def _is_latest_view(name: str, present: dict[str, str | None]) -> bool:
     return name.startswith(LATEST_PREFIX) and name.removeprefix(LATEST_PREFIX) in present
-
-
-def _is_partitioned(tables_root: Path, name: str) -> bool:
-    return any(p.stem != UNPARTITIONED for p in (Path(tables_root) / name).glob("*.parquet"))
 
 
 def _remove_left_copies(path: Path) -> None:
@@ -188,7 +186,7 @@ def _remove_left_copies(path: Path) -> None:
             left.unlink(missing_ok=True)
 
 
-def _rewrite(path: Path, tables_root: Path, build: list[str], drop: list[str]) -> None:
+def _rewrite(path: Path, tables_root: Path, build: dict[str, bool], drop: list[str]) -> None:
     """Apply the view changes to a copy of the warehouse and rename it over the file."""
     with tempfile.TemporaryDirectory(prefix="batch_ml_warehouse_") as work:
         copy = Path(work) / "warehouse.duckdb"
@@ -200,11 +198,11 @@ def _rewrite(path: Path, tables_root: Path, build: list[str], drop: list[str]) -
         comment = view_comment(path, tables_root)
         with duckdb.connect(str(copy)) as con:
             con.execute("BEGIN TRANSACTION")
-            for name in build:
+            for name, partitioned in build.items():
                 con.execute(view_sql(name, tables_root, path))
                 con.execute(f'COMMENT ON VIEW "{name}" IS {_literal(comment)}')
                 latest = LATEST_PREFIX + name
-                if _is_partitioned(tables_root, name):
+                if partitioned:
                     con.execute(view_sql(name, tables_root, path, latest=True))
                     con.execute(f'COMMENT ON VIEW "{latest}" IS {_literal(comment)}')
                 else:
@@ -248,7 +246,7 @@ def sync_views(
         if build or drop:
             _remove_left_copies(path)
             _rewrite(path, tables_root, build, drop)
-    return build
+    return list(build)
 
 
 def refresh_views(path: Path, tables_root: Path, timeout_s: float = LOCK_TIMEOUT_S) -> list[str]:

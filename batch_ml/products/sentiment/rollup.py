@@ -10,10 +10,11 @@ Polars frames.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
+from scipy.stats import norm
 
 NEGATIVE = "negative"
 
@@ -46,14 +47,17 @@ def daily_counts(scored: pl.DataFrame, day_column: str) -> pl.DataFrame:
     )
 
 
-def one_sided_p(successes_a: int, n_a: int, successes_b: int, n_b: int) -> float:
-    """P-value that share a is higher than share b (pooled two-proportion z-test)."""
-    pooled = (successes_a + successes_b) / (n_a + n_b)
-    variance = pooled * (1 - pooled) * (1 / n_a + 1 / n_b)
-    if variance == 0:
-        return 1.0
-    z = (successes_a / n_a - successes_b / n_b) / math.sqrt(variance)
-    return 0.5 * math.erfc(z / math.sqrt(2))
+def one_sided_p(successes_a, n_a, successes_b, n_b) -> np.ndarray:
+    """P-values that share a is higher than share b (pooled two-proportion z-test), element
+    by element of equal-length arrays (or scalars); 1 where both shares are 0 or 1, NaN
+    where either count is 0."""
+    sa, na, sb, nb = (np.asarray(x, dtype=np.float64) for x in (successes_a, n_a, successes_b, n_b))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pooled = (sa + sb) / (na + nb)
+        variance = pooled * (1 - pooled) * (1 / na + 1 / nb)
+        z = (sa / na - sb / nb) / np.sqrt(variance)
+        p = norm.sf(z)
+    return np.where((na > 0) & (nb > 0) & (variance == 0), 1.0, p)
 
 
 def product_sentiment(counts: pl.DataFrame, day: dt.date, cfg: TrendConfig) -> pl.DataFrame:
@@ -77,12 +81,8 @@ def product_sentiment(counts: pl.DataFrame, day: dt.date, cfg: TrendConfig) -> p
         .filter(pl.col("reviews") > 0)
         .sort("product_id")
     )
-    p_values = [
-        one_sided_p(rn, rr, bn, br) if rr and br else None
-        for rn, rr, bn, br in per_product.select(
-            "recent_negative", "recent_reviews", "baseline_negative", "baseline_reviews"
-        ).iter_rows()
-    ]
+    counts_of = ("recent_negative", "recent_reviews", "baseline_negative", "baseline_reviews")
+    p_values = one_sided_p(*(per_product[c].to_numpy() for c in counts_of))
     share = lambda n, d: pl.when(pl.col(d) > 0).then(pl.col(n) / pl.col(d))  # noqa: E731
     enough = (pl.col("recent_reviews") >= cfg.min_reviews) & (
         pl.col("baseline_reviews") >= cfg.min_reviews
@@ -93,7 +93,7 @@ def product_sentiment(counts: pl.DataFrame, day: dt.date, cfg: TrendConfig) -> p
             share_negative=share("negative", "reviews"),
             recent_share_negative=share("recent_negative", "recent_reviews"),
             baseline_share_negative=share("baseline_negative", "baseline_reviews"),
-            p_value=pl.Series(p_values, dtype=pl.Float64),
+            p_value=pl.Series(p_values, dtype=pl.Float64).fill_nan(None),
         )
         .with_columns(
             change=pl.col("recent_share_negative") - pl.col("baseline_share_negative"),
