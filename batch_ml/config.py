@@ -212,8 +212,9 @@ def number_fields(cls, raw: dict, section: str) -> dict:
     return values
 
 
-def _products(raw: dict) -> dict[str, Any]:
-    """The enabled products' configs, each parsed by its package's `config.parse_section`."""
+def _products(raw: dict, base_dir: Path) -> dict[str, Any]:
+    """The enabled products' configs, each parsed by its package's `config.parse_section`
+    (relative paths in a product's table are relative to `base_dir`, the config's folder)."""
     from batch_ml.products import CATALOG  # a table of package names, importing nothing
 
     parsed = {}
@@ -221,7 +222,7 @@ def _products(raw: dict) -> dict[str, Any]:
         section = dict(raw.get(name, {}))
         if name not in raw or not section.pop("enabled", True):
             continue
-        parsed[name] = importlib.import_module(f"{package}.config").parse_section(section)
+        parsed[name] = importlib.import_module(f"{package}.config").parse_section(section, base_dir)
     return parsed
 
 
@@ -257,7 +258,7 @@ def parse_config(raw: dict, base_dir: Path) -> ProjectConfig:
         timezone=cal.get("timezone", "UTC"),
         ingest=ingest,
         backfill=backfill,
-        products=_products(raw),
+        products=_products(raw, base_dir),
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 from batch_ml.config import (
     ConfigError,
@@ -163,7 +164,7 @@ def _check_feature_columns(features: FeatureConfig) -> None:
             owner[name] = key
 
 
-def parse_section(section: dict) -> ForecastingConfig:
+def parse_section(section: dict, base_dir: Path) -> ForecastingConfig:
     """The product's config from its `[forecasting]` table (without `enabled`)."""
     top = {k: v for k, v in section.items() if k not in SUBSECTIONS}
     subs = {k: section.get(k, {}) for k in SUBSECTIONS}
