@@ -457,25 +457,33 @@ def _json_column(
     name: str, values: list, want: pl.DataType, is_id: bool
 ) -> tuple[pl.Series, list[tuple[int, str]], str]:
     """A JSON column typed by the contract: numbers for number columns, strings for text and
-    dates. Other JSON types become null and are returned as (row, value as JSON)."""
-    number = want.is_numeric()
+    dates, integers (exactly, not via a float) for integer columns. Other JSON types become
+    null and are returned as (row, value as JSON)."""
+    number, integer = want.is_numeric(), want.is_integer()
     kept, bad = [], []
     for row, value in enumerate(values, 1):
         kind = type(value)
         if value is None:
             kept.append(None)
-        elif number and kind in (int, float):
+        elif integer and kind is int and _INT64_MIN <= value <= _INT64_MAX:
+            kept.append(value)
+        elif integer and kind is float and value.is_integer() and abs(value) < 2**63:
+            kept.append(int(value))
+        elif number and not integer and kind in (int, float):
             kept.append(_json_number(value))
         elif not number and kind is str:
             kept.append(value)
         else:
             kept.append(None)
             bad.append((row, json.dumps(value)))
-    expected = "a JSON number" if number else "a JSON string"
+    expected = "a JSON integer" if integer else "a JSON number" if number else "a JSON string"
     if is_id:
         expected += ' (ids are text: write 1 as "1")'
-    dtype = pl.Float64() if number else pl.String()
+    dtype = pl.Int64() if integer else pl.Float64() if number else pl.String()
     return pl.Series(name, kept, dtype), bad, expected
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _json_raw(path: Path, records: list[dict], source: Source) -> _Raw:
@@ -785,7 +793,8 @@ TEXT_EXPECTED = "a string (text; numbers are not converted to ids or text)"
 
 
 TIMESTAMP_EXPECTED = (
-    "a timestamp as ISO 8601 YYYY-MM-DDTHH:MM[:SS[.ffffff]] with Z, +hh:mm or no offset (UTC)"
+    "an ISO 8601 timestamp YYYY-MM-DDTHH:MM[:SS[.ffffff]][Z|+hh:mm] (no offset: UTC; a date "
+    "alone is no timestamp)"
 )
 
 
