@@ -245,7 +245,11 @@ def test_the_dates_a_file_may_hold_are_the_declared_offsets_from_its_day(
     [
         ({"file_format": "xlsx"}, "file_format 'xlsx' not in"),
         ({"name": "Orders/x"}, "name must be lower-case snake_case"),
-        ({"date_column": None}, "a daily source needs a required pl.Date date_column"),
+        ({"date_column": None}, "a daily source needs a required pl.Date or pl.Datetime"),
+        ({"file_format": ("csv", "xml", "csv")}, "file_format names ['csv'] twice"),
+        ({"file_format": ("csv", "xlsx")}, "file_format ('csv', 'xlsx') not in"),
+        ({"optional": {"n": pl.Int32()}}, "column type(s) not supported: {'n': Int32}"),
+        ({"optional": {"at": pl.Datetime("us")}}, 'declare [\'at\'] as pl.Datetime("us", "UTC")'),
         ({"date_offsets": (1, 3)}, "rows dated other than their file's day need a day_column"),
         ({"date_offsets": (3, 1), "day_column": "d"}, "the last is before the first"),
         ({"id_columns": ("qty",)}, "id_columns must be text (pl.String): ['qty']"),

@@ -267,7 +267,8 @@ def build_landing_sensor(b: BuildContext, product: Product, jobs: dict) -> dg.Se
             f"{MAX_RUNS_PER_TICK} runs per tick, the rest on the next ticks. Identical "
             "re-deliveries and files whose newest ingestion-log record is accepted or failed (a "
             "contract violation) start nothing. Bad "
-            "file names are reported, not read. Content whose run failed before the ingestion "
+            "file names, and two files of one day, are reported, not read. Content whose run "
+            "failed before the ingestion "
             f"log recorded it (a killed worker, a transient error) is requested again, at most "
             f"{MAX_RUN_ATTEMPTS} runs per content; a contract violation never is."
         ),

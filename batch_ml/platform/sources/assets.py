@@ -25,7 +25,13 @@ from batch_ml.platform.sources.contract import (
     load_landing_file,
     unmatched_ids_problem,
 )
-from batch_ml.platform.sources.landing import content_hash, file_problem, file_state, landing_path
+from batch_ml.platform.sources.landing import (
+    ambiguous_problem,
+    content_hash,
+    day_paths,
+    file_problem,
+    file_state,
+)
 from batch_ml.platform.sources.records import (
     LOG_TABLE,
     QUARANTINE_SCHEMA,
@@ -174,17 +180,22 @@ def ingest_files(
     """Read and validate the source's file of each day (ids against the stored source its
     `known_ids` names, in `tables`), and prepare the ingestion-log row of every file read
     and the quarantine rows of every valid one. Nothing is written here: `commit_ingestion`
-    stores the data and these records together."""
+    stores the data and these records together. A day with files in two formats is an error
+    (none of them is read: which one is meant is not the pipeline's guess)."""
     frames, missing, errors, read = {}, [], [], []
     quarantined: dict[str, pl.DataFrame] = {}
     known = KnownIds(tables, source.known_ids) if source.known_ids else None
     for day in days:
-        path = landing_path(landing.path, source, day)
         # A dangling symlink does not `exist`, but a file was delivered: it must fail, not
-        # read as "no file".
-        if not (path.exists() or path.is_symlink()):
+        # read as "no file" (`day_paths` lists it).
+        paths = day_paths(landing.path, source, day)
+        if not paths:
             missing.append(day)
             continue
+        if len(paths) > 1:
+            errors.append(str(ContractViolation(paths[0].parent, [ambiguous_problem(paths)])))
+            continue
+        (path,) = paths
         read_at = dt.datetime.now(dt.UTC)
         state = file_state(path)
         problem = file_problem(landing.path, path)
@@ -263,9 +274,10 @@ def commit_ingestion(
       `superseded`, and the step fails with a retry, which reads the newest content.
     """
     if ingested.errors:
-        with tables.transaction() as txn:
-            txn.write(LOG_TABLE, ingested.log("failed"))
-            txn.commit()
+        if failed := ingested.log("failed"):  # none when no file was read (two of one day)
+            with tables.transaction() as txn:
+                txn.write(LOG_TABLE, failed)
+                txn.commit()
         raise dg.Failure(
             description=f"{len(ingested.errors)} {ingested.source} file(s) break the data "
             "contract; nothing of this run was stored:\n\n" + "\n\n".join(ingested.errors),
@@ -357,7 +369,7 @@ def source_asset(source: Source, b: BuildContext) -> dg.AssetsDefinition:
         "name": name,
         "group_name": GROUP,
         "code_version": "sources-v3",
-        "kinds": {"polars", source.file_format},
+        "kinds": {"polars", *source.file_formats},
         "retry_policy": TRANSIENT_RETRY,
         "check_specs": check_specs,
         "description": source.description or None,
@@ -376,16 +388,16 @@ def source_asset(source: Source, b: BuildContext) -> dg.AssetsDefinition:
 
         @dg.asset(**common)
         def _static(context: dg.AssetExecutionContext, landing: LandingZone, tables: TableStore):
-            path = landing_path(landing.path, source)
+            expected = landing.path / name / source.accepted_names()
             with measured() as cost:
                 ingested = ingest(context, landing, tables, [None])
                 if ingested.missing and source.file_required:
                     raise dg.Failure(
-                        f"{name}: no landing file; expected {path}",
+                        f"{name}: no landing file; expected {expected}",
                         allow_retries=False,  # the landing sensor starts a run when it arrives
                     )
                 if ingested.missing:
-                    context.log.warning(f"{path} not found: {name} is optional, stored empty")
+                    context.log.warning(f"{expected} not found: {name} is optional, stored empty")
                 frame = ingested.frames.get(None, empty_frame(source))
                 stored = store(context, tables, {UNPARTITIONED: frame}, ingested)
             yield dg.MaterializeResult(
@@ -393,7 +405,7 @@ def source_asset(source: Source, b: BuildContext) -> dg.AssetsDefinition:
                     **cost,
                     **stored,
                     **_summaries(source, frame),
-                    "file": str(path),
+                    "file": str(ingested.read[0].path if ingested.read else expected),
                     "file_present": not ingested.missing,
                     "rows_quarantined": ingested.rows_quarantined,
                 },
@@ -417,7 +429,7 @@ def source_asset(source: Source, b: BuildContext) -> dg.AssetsDefinition:
                 raise dg.Failure(
                     f"{name}: no landing file for {len(ingested.missing)} day(s) "
                     f"{[d.isoformat() for d in ingested.missing[:5]]}; expected "
-                    f"{landing_path(landing.path, source, ingested.missing[0])}",
+                    f"{landing.path / name / source.accepted_names(ingested.missing[0])}",
                     allow_retries=False,  # the landing sensor starts a run when it arrives
                 )
             partitions = _stored_partitions(source, days, ingested)

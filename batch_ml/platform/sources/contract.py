@@ -92,16 +92,18 @@ class Source:
     follow. The platform builds the source's asset, the landing sensor's view of it and the
     validation of its files from this declaration alone.
 
-    - `file_format`: one of FILE_FORMATS. Files are `<name>/<name>_<YYYY-MM-DD>.<format>` for
-      a daily source (one file per day D, its partition) and `<name>/<name>.<format>` for a
-      static one.
+    - `file_format`: one of FILE_FORMATS, or a tuple of them (a source its suppliers deliver
+      in several formats). Files are `<name>/<name>_<YYYY-MM-DD>.<format>` for a daily source
+      (one file per day D, its partition, in any one of the formats) and
+      `<name>/<name>.<format>` for a static one. The file's extension picks its reader.
     - `required` / `optional`: the columns and their types (`pl.String`, `pl.Float64`,
-      `pl.Date`); the file's own types never decide.
+      `pl.Int64`, `pl.Date`, `pl.Datetime("us", "UTC")`); the file's own types never decide.
     - `primary_key`: unique per file; `id_columns`: text keys, compared as exact text (no
       control characters; a JSON number there is `wrong_type` with a hint).
     - `date_column`, `date_offsets`: for a daily source, the column holding each row's date
-      and the dates the file of day D may hold, (first, last) in days from D; last None:
-      no upper bound. E.g. (0, 0): only D; (1, 7): the week after D.
+      (a `pl.Date`, or a `pl.Datetime` whose UTC date counts; it then needs a `day_column`)
+      and the dates the file of day D may hold, (first, last) in days from D; last None: no
+      upper bound. E.g. (0, 0): only D; (1, 7): the week after D.
     - `file_required`: a daily source's missing file fails its partition; else the day is
       stored as an empty partition (a static source: stored empty).
     - `day_column`: a stored column recording the file's day D, added to every row (needed
@@ -112,7 +114,7 @@ class Source:
     """
 
     name: str
-    file_format: str
+    file_format: str | tuple[str, ...]
     required: dict[str, pl.DataType]
     optional: dict[str, pl.DataType] = field(default_factory=dict)
     primary_key: tuple[str, ...] = ()
@@ -135,8 +137,19 @@ class Source:
         columns = self.columns
         if not _SOURCE_NAME.fullmatch(self.name):
             problems.append("name must be lower-case snake_case (it names folders and files)")
-        if self.file_format not in FILE_FORMATS:
+        formats = self.file_formats
+        if not formats or any(f not in FILE_FORMATS for f in formats):
             problems.append(f"file_format {self.file_format!r} not in {FILE_FORMATS}")
+        if twice := sorted(f for f, n in Counter(formats).items() if n > 1):
+            problems.append(f"file_format names {twice} twice")
+        if unknown := {c: t for c, t in self.columns.items() if not isinstance(t, _CONTRACT_TYPES)}:
+            problems.append(f"column type(s) not supported: {unknown}; use {_TYPE_NAMES}")
+        if naive := [
+            c
+            for c, t in self.columns.items()
+            if isinstance(t, pl.Datetime) and t.time_zone != "UTC"
+        ]:
+            problems.append(f'timestamps are UTC: declare {naive} as pl.Datetime("us", "UTC")')
         if both := sorted(set(self.required) & set(self.optional)):
             problems.append(f"columns both required and optional: {both}")
         for what in ("primary_key", "id_columns", "non_negative"):
@@ -147,16 +160,23 @@ class Source:
         if not_text:
             problems.append(f"id_columns must be text (pl.String): {not_text}")
         if self.daily:
-            if (
-                self.date_column not in self.required
-                or self.required[self.date_column] != pl.Date()
+            if self.date_column not in self.required or not isinstance(
+                self.required[self.date_column], pl.Date | pl.Datetime
             ):
-                problems.append("a daily source needs a required pl.Date date_column")
+                problems.append(
+                    "a daily source needs a required pl.Date or pl.Datetime date_column"
+                )
             first, last = self.date_offsets
             if last is not None and last < first:
                 problems.append(f"date_offsets {self.date_offsets}: the last is before the first")
             if self.day_column is None and self.date_offsets != (0, 0):
                 problems.append("rows dated other than their file's day need a day_column")
+            if self.day_column is None and isinstance(
+                self.columns.get(self.date_column), pl.Datetime
+            ):
+                problems.append(
+                    "a pl.Datetime date_column needs a day_column (partitions are days)"
+                )
         if not self.daily and self.day_column is not None:
             problems.append("a static source has no day: day_column must be None")
         if self.day_column is not None and self.day_column in columns:
@@ -173,6 +193,11 @@ class Source:
             raise ValueError(f"source {self.name!r}: " + "; ".join(problems))
 
     @property
+    def file_formats(self) -> tuple[str, ...]:
+        """The accepted formats, the first one the format writers use."""
+        return (self.file_format,) if isinstance(self.file_format, str) else tuple(self.file_format)
+
+    @property
     def columns(self) -> dict[str, pl.DataType]:
         """Every contract column with its type, required ones first."""
         return {**self.required, **self.optional}
@@ -185,12 +210,24 @@ class Source:
     @functools.cached_property
     def file_pattern(self) -> re.Pattern[str]:
         """The valid file names; group 1, for a daily source, is the partition date."""
-        stem, ext = re.escape(self.name), re.escape(self.file_format)
+        stem = re.escape(self.name)
+        ext = "|".join(re.escape(f) for f in self.file_formats)
+        if len(self.file_formats) > 1:
+            ext = f"(?:{ext})"
         return re.compile(rf"{stem}_{_DATE}\.{ext}" if self.daily else rf"{stem}\.{ext}")
 
-    def file_name(self, day: dt.date | None = None) -> str:
-        ext = self.file_format
+    def file_name(self, day: dt.date | None = None, file_format: str | None = None) -> str:
+        """The name of the file of `day` in `file_format` (default: the first format)."""
+        ext = file_format or self.file_formats[0]
+        if ext not in self.file_formats:
+            raise ValueError(f"source {self.name!r}: {ext!r} not in {self.file_formats}")
         return f"{self.name}_{day.isoformat()}.{ext}" if self.daily else f"{self.name}.{ext}"
+
+    def accepted_names(self, day: dt.date | None = None) -> str:
+        """Every accepted name of the file of `day`: `orders_2025-01-03.{csv,jsonl}`."""
+        stem = self.file_name(day).rsplit(".", 1)[0]
+        formats = self.file_formats
+        return f"{stem}.{formats[0]}" if len(formats) == 1 else f"{stem}.{{{','.join(formats)}}}"
 
     def date_window(self, day: dt.date) -> tuple[dt.date, dt.date | None]:
         """The dates the file of day `day` may hold (the last None: no upper bound)."""
@@ -215,6 +252,10 @@ class Source:
 
 
 _DATE = r"(\d{4}-\d{2}-\d{2})"
+# The column types a contract may declare (their parsing: `_convert`, their rules:
+# `_dataframely_schema`).
+_CONTRACT_TYPES = (pl.String, pl.Float64, pl.Int64, pl.Date, pl.Datetime)
+_TYPE_NAMES = "pl.String, pl.Float64, pl.Int64, pl.Date or pl.Datetime"
 
 
 ROW = "_row"  # 1-based row of the record in its file (for CSV: data row, header excluded)
@@ -416,25 +457,33 @@ def _json_column(
     name: str, values: list, want: pl.DataType, is_id: bool
 ) -> tuple[pl.Series, list[tuple[int, str]], str]:
     """A JSON column typed by the contract: numbers for number columns, strings for text and
-    dates. Other JSON types become null and are returned as (row, value as JSON)."""
-    number = want.is_numeric()
+    dates, integers (exactly, not via a float) for integer columns. Other JSON types become
+    null and are returned as (row, value as JSON)."""
+    number, integer = want.is_numeric(), want.is_integer()
     kept, bad = [], []
     for row, value in enumerate(values, 1):
         kind = type(value)
         if value is None:
             kept.append(None)
-        elif number and kind in (int, float):
+        elif integer and kind is int and _INT64_MIN <= value <= _INT64_MAX:
+            kept.append(value)
+        elif integer and kind is float and value.is_integer() and abs(value) < 2**63:
+            kept.append(int(value))
+        elif number and not integer and kind in (int, float):
             kept.append(_json_number(value))
         elif not number and kind is str:
             kept.append(value)
         else:
             kept.append(None)
             bad.append((row, json.dumps(value)))
-    expected = "a JSON number" if number else "a JSON string"
+    expected = "a JSON integer" if integer else "a JSON number" if number else "a JSON string"
     if is_id:
         expected += ' (ids are text: write 1 as "1")'
-    dtype = pl.Float64() if number else pl.String()
+    dtype = pl.Int64() if integer else pl.Float64() if number else pl.String()
     return pl.Series(name, kept, dtype), bad, expected
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _json_raw(path: Path, records: list[dict], source: Source) -> _Raw:
@@ -639,10 +688,16 @@ def _read_raw(path: Path, source: Source, content: bytes) -> _Raw:
     row or column when known)."""
     if not content:
         raise ContractViolation(path, ["the file is empty (0 bytes); expected at least a header"])
+    # The file's own extension picks the reader: a source may accept several formats.
+    file_format = Path(path).suffix.removeprefix(".")
+    if file_format not in source.file_formats:
+        raise ContractViolation(
+            path, [f"format {file_format!r} is not one of {source.name}'s {source.file_formats}"]
+        )
     try:
-        if source.file_format in _JSON_READERS:
-            return _JSON_READERS[source.file_format](path, content, source)
-        frame = _FRAME_READERS[source.file_format](path, content, source)
+        if file_format in _JSON_READERS:
+            return _JSON_READERS[file_format](path, content, source)
+        frame = _FRAME_READERS[file_format](path, content, source)
     except ContractViolation:
         raise
     # Whatever else a parser raises on bad bytes (Polars panics derive from BaseException).
@@ -655,7 +710,7 @@ def _read_raw(path: Path, source: Source, content: bytes) -> _Raw:
         RecursionError,
     ) as exc:
         raise ContractViolation(
-            path, [f"cannot be parsed as {source.file_format}: {_parser_message(exc)}"]
+            path, [f"cannot be parsed as {file_format}: {_parser_message(exc)}"]
         ) from None
     # Columns (and Parquet's rows) were checked by the readers before the body was parsed.
     return _Raw(frame.with_row_index(ROW, offset=1), _no_problems())
@@ -737,18 +792,57 @@ def _text(frame: pl.DataFrame, column: str) -> pl.Series:
 TEXT_EXPECTED = "a string (text; numbers are not converted to ids or text)"
 
 
+TIMESTAMP_EXPECTED = (
+    "an ISO 8601 timestamp YYYY-MM-DDTHH:MM[:SS[.ffffff]][Z|+hh:mm] (no offset: UTC; a date "
+    "alone is no timestamp)"
+)
+
+
 def _expected(want: pl.DataType) -> str:
     if want == pl.Date():
         return "a date as YYYY-MM-DD"
+    if isinstance(want, pl.Datetime):
+        return TIMESTAMP_EXPECTED
+    if want == pl.Int64():
+        return "an integer"
     if want == pl.String():
         return TEXT_EXPECTED
     return f"a {want}"
+
+
+def _timestamp(text: pl.Expr, want: pl.Datetime) -> pl.Expr:
+    """ISO-8601 text as a UTC timestamp: an offset (`Z`, `+02:00`) is converted, none means
+    UTC; a date alone, or anything else, is null (a `wrong_type`)."""
+    text = text.str.strip_chars().str.replace(r"^(\d{4}-\d{2}-\d{2}) ", "${1}T")
+    text = pl.when(text.str.contains(_OFFSET)).then(text).otherwise(text + "Z")
+    return pl.coalesce(
+        text.str.to_datetime(
+            fmt, time_unit=want.time_unit, time_zone="UTC", strict=False, exact=True
+        )
+        for fmt in ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M%#z")
+    )
+
+
+_OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"
 
 
 def _convert(src: pl.Expr, have: pl.DataType, want: pl.DataType) -> pl.Expr | None:
     """How a column of type `have` becomes the contract's `want`; None when it cannot."""
     if have == want or have == pl.Null():
         return src.cast(want)
+    if isinstance(want, pl.Datetime):
+        if have == pl.String():
+            return _timestamp(src, want)
+        if isinstance(have, pl.Datetime):  # Parquet: a naive timestamp is UTC
+            utc = (
+                src.dt.replace_time_zone("UTC")
+                if have.time_zone is None
+                else src.dt.convert_time_zone("UTC")
+            )
+            return utc.cast(want)
+        return None  # a date has no time; numbers are not timestamps
+    if want == pl.Int64() and have.is_float():  # 2.5 is no integer
+        return pl.when(src == src.round()).then(src.cast(want, strict=False))
     if want == pl.String():
         return src.cast(want) if isinstance(have, pl.Categorical | pl.Enum) else None
     if want == pl.Date():
@@ -820,8 +914,14 @@ def _dataframely_schema(source: Source, columns: list[str]) -> type[dy.Schema]:
             if name in source.non_negative:
                 kwargs["min"] = 0.0
             return dy.Float64(allow_nan=False, allow_inf=False, **kwargs)
+        if dtype == pl.Int64():
+            if name in source.non_negative:
+                kwargs["min"] = 0
+            return dy.Int64(**kwargs)
         if dtype == pl.Date():
             return dy.Date(**kwargs)
+        if isinstance(dtype, pl.Datetime):
+            return dy.Datetime(time_zone=dtype.time_zone, time_unit=dtype.time_unit, **kwargs)
         return dy.String(**kwargs)
 
     attrs: dict[str, dy.Column] = {ROW: dy.UInt32(nullable=False)}
@@ -933,9 +1033,12 @@ def _date_problems(frame: pl.DataFrame, source: Source, day: dt.date | None) -> 
         expected = f"on or after {lo} ({source.name} published on {day})"
     else:
         expected = f"between {lo} and {hi} ({source.name} published on {day})"
-    outside = pl.col(column) < lo
+    date = pl.col(column)
+    if isinstance(source.columns[column], pl.Datetime):
+        date = date.dt.date()  # a UTC timestamp's day
+    outside = date < lo
     if hi is not None:
-        outside |= pl.col(column) > hi
+        outside |= date > hi
     bad = frame.filter(outside).select(ROW, column)
     return _problems(bad, "outside_partition", column, expected)
 

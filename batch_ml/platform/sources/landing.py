@@ -39,7 +39,24 @@ def file_state(path: Path) -> tuple[int, int, int, int] | None:
 
 
 def landing_path(landing_root: Path, source: Source, day: dt.date | None = None) -> Path:
+    """Where a writer puts the file of `day` (in the source's first format)."""
     return landing_root / source.name / source.file_name(day)
+
+
+def day_paths(landing_root: Path, source: Source, day: dt.date | None = None) -> list[Path]:
+    """The files delivered for `day`, in any declared format (more than one is an error the
+    reader reports). A dangling symlink counts: a file was delivered, and must fail."""
+    folder = landing_root / source.name
+    paths = (folder / source.file_name(day, f) for f in source.file_formats)
+    return [p for p in paths if p.exists() or p.is_symlink()]
+
+
+def ambiguous_problem(paths: list[Path]) -> str:
+    """Two files of one day: which to read is not the pipeline's guess."""
+    return (
+        f"{len(paths)} files for one day, {', '.join(str(p) for p in paths)}; deliver exactly "
+        "one (remove all but one)"
+    )
 
 
 def file_problem(landing_root: Path, path: Path) -> str | None:
@@ -55,7 +72,8 @@ def discover(landing_root: Path, source: Source) -> tuple[list[LandingFile], lis
     """Valid files of a source, and the problems with the names that break the contract.
 
     Hidden files and names ending in .tmp/.part/.partial are files still being written
-    and are neither listed nor reported.
+    and are neither listed nor reported. Two or more files of one day (in different formats)
+    are a problem, and none of them is listed: an ambiguous delivery is not silently picked.
     """
     folder = landing_root / source.name
     found: list[LandingFile] = []
@@ -87,7 +105,13 @@ def discover(landing_root: Path, source: Source) -> tuple[list[LandingFile], lis
                 stat.st_ctime_ns,
             )
         )
-    return found, problems
+    by_day: dict[dt.date | None, list[LandingFile]] = {}
+    for f in found:
+        by_day.setdefault(f.partition, []).append(f)
+    for files in by_day.values():
+        if len(files) > 1:
+            problems.append(ambiguous_problem([f.path for f in files]))
+    return [f for f in found if len(by_day[f.partition]) == 1], problems
 
 
 def content_hash(path: Path) -> str:
