@@ -48,11 +48,13 @@ ROWS = "rows"  # the scoring function's count of backtest rows
 @dataclass(frozen=True)
 class Scoring:
     """What a scoring function gets: the gate asset's inputs (its `ins`, as LazyFrames), a
-    loader of stored models by version (each loaded once per run), and the policy."""
+    loader of stored models by version (each loaded once per run), the policy, and the
+    registry rows of the run's weeks (a baseline's fitted state is in its week's row)."""
 
     inputs: Mapping[str, pl.LazyFrame]
     load_model: Callable[[str], Model]
     policy: GatePolicy
+    registry: pl.DataFrame
 
 
 Scorer = Callable[[Scoring, dt.date, Sequence[str]], Mapping[str, float | int | None]]
@@ -302,7 +304,7 @@ def build_gate_assets(spec: GateSpec) -> list[dg.AssetsDefinition]:
                 models[version] = model_store.load(version)
             return models[version]
 
-        scoring = Scoring({k: inputs[k] for k in spec.ins}, load_model, policy)
+        scoring = Scoring({k: inputs[k] for k in spec.ins}, load_model, policy, registry)
         rows = []
         with measured(len(context.partition_keys)) as cost:
             for week in weeks:

@@ -92,8 +92,8 @@ class PromotionSettings:
 class DemoSettings:
     start_date: dt.date = dt.date(2025, 1, 1)
     days: int = 365
-    # Reviews per day when no real review text is there to replay.
-    reviews_per_day: int = 60
+    # Reviews per day on average (a replay has at most as many reviews as its file).
+    reviews_per_day: int = 65
     products: int = 40
     seed: int = 11
     # A CSV of real reviews to replay (the clothing-reviews layout: `Clothing ID`, `Title`,

@@ -4,7 +4,7 @@ most days, a labels file with the labels that became known that day.
 
 The review text is real when `[sentiment.demo] replay_reviews` names a CSV of the
 clothing-reviews layout (`Clothing ID`, `Title`, `Review Text`, `Rating`): its reviews arrive
-in a seeded random order over the period, and their 1-5 star ratings become labels
+in a seeded random order over the period (at most `reviews_per_day` on average), and their 1-5 star ratings become labels
 (1-2 negative, 3 neutral, 4-5 positive) 1 to `label_lag_days` days after the review; a
 tenth of the reviews are never labelled. Without that file the generator writes labelled
 text of its own (short sentences whose words lean to their class, with noise). The same
@@ -100,9 +100,11 @@ def simulate(demo: DemoSettings, s: SentimentSettings) -> dict[str, pl.DataFrame
             f"[sentiment] classes is {list(s.classes)}"
         )
     rng = np.random.default_rng(demo.seed)
-    corpus = _corpus(demo, demo.reviews_per_day * demo.days, rng)
-    n = corpus.height
-    order = rng.permutation(n)
+    wanted = demo.reviews_per_day * demo.days
+    corpus = _corpus(demo, wanted, rng)
+    # Replayed reviews arrive in a seeded random order, at most `reviews_per_day` a day.
+    order = rng.permutation(corpus.height)[:wanted]
+    n = len(order)
     arrival = np.sort(rng.integers(0, demo.days, n))
     # Written up to a few days before arrival (never more than the contract allows).
     age_days = np.minimum(rng.geometric(0.6, n) - 1, s.max_review_age_days)
@@ -194,3 +196,36 @@ def generate(cfg, force: bool = False) -> dict[str, int] | None:
             old.unlink()
     sc = settings(cfg)
     return write_landing(sc.demo, sc.sentiment, landing)
+
+
+def summarize(cfg, instance) -> tuple[list[str], dict]:
+    """Macro-F1 of the served model and the baselines (the report's metadata): console lines
+    and JSON values."""
+    import dagster as dg
+
+    from batch_ml.products.sentiment.evaluation import SCORERS
+
+    records = instance.fetch_materializations(dg.AssetKey("sentiment_report"), limit=1).records
+    metadata = records[0].asset_materialization.metadata if records else {}
+    report = {k: v.value for k, v in metadata.items()}
+    values = {
+        "champion_version": report.get("champion_version"),
+        **{f"macro_f1_{s}": report.get(f"macro_f1_{s}") for s in SCORERS},
+        **{f"accuracy_{s}": report.get(f"accuracy_{s}") for s in SCORERS},
+        "report": report.get("report"),
+    }
+
+    def number(value) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    lines = [
+        "Review sentiment (macro-F1 on the labels that arrived, higher is better):",
+        *(
+            f"  {scorer:<16} {number(values[f'macro_f1_{scorer}'])}   "
+            f"(accuracy {number(values[f'accuracy_{scorer}'])})"
+            for scorer in SCORERS
+        ),
+        f"Scores: view `review_sentiment` in {cfg.paths.warehouse} (open it read-only)",
+        f"Report: {values['report']}",
+    ]
+    return lines, values
