@@ -77,7 +77,9 @@ def clothing_frame(path: Path = CLOTHING) -> pl.DataFrame:
 def uci_frame(folder: Path = UCI) -> pl.DataFrame:
     frames = []
     for path in sorted(folder.glob("*_labelled.txt")):
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        # "\n" only: str.splitlines also splits at the unicode separators some sentences hold.
+        text_lines = path.read_text(encoding="utf-8").split("\n")
+        lines = [line for line in text_lines if line.strip()]
         text, label = zip(*(line.rstrip().rsplit("\t", 1) for line in lines), strict=True)
         frames.append(pl.DataFrame({"source": path.stem, "text": text, "y": label}))
     out = pl.concat(frames).with_row_index("review_id")
