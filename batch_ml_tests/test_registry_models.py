@@ -204,6 +204,35 @@ def test_a_sklearn_model_learns_from_sparse_vector_columns():
     assert ((text_only.predict(frame)[:, 1] > 0.5) == (label == 1)).all()
 
 
+def test_a_lightgbm_model_learns_from_sparse_vector_columns():
+    rng = np.random.default_rng(0)
+    rows = 300
+    label = rng.integers(0, 3, rows)
+    # Token 10 + class marks the class; token 0 is everywhere and carries nothing.
+    tokens = [
+        [{"index": 0, "value": 1.0}, {"index": 10 + int(y), "value": float(rng.integers(1, 3))}]
+        for y in label
+    ]
+    frame = pl.DataFrame({"length": rng.normal(size=rows), "tokens": tokens, "label": label})
+    params = {"objective": "multiclass", "num_class": 3, "min_data_in_leaf": 5, "verbosity": -1}
+
+    def fit() -> LightGBMModel:
+        return LightGBMModel.fit(
+            frame, "label", ["length", "tokens"], params, 1, 1, rounds=20, vectors={"tokens": 16}
+        )
+
+    model = fit()
+    assert model.features == ["length", "tokens"] and model.vectors == {"tokens": 16}
+    loaded = load_model("lightgbm", model.to_bytes())
+    assert loaded.features == ["length", "tokens"] and loaded.vectors == {"tokens": 16}
+    probabilities = loaded.predict(frame)
+    assert np.array_equal(probabilities, model.predict(frame))
+    assert (probabilities.argmax(axis=1) == label).all()
+    assert fit().to_bytes() == model.to_bytes()
+    with pytest.raises(ModelInputError, match="outside 0..15"):
+        model.predict(frame.with_columns(tokens=pl.lit([{"index": 16, "value": 1.0}])))
+
+
 def test_a_frame_without_a_model_input_is_a_clear_error():
     model = CASES["lightgbm regression"]({})
     with pytest.raises(ModelInputError, match=r"lacks model inputs \['x2'\]"):

@@ -180,6 +180,38 @@ class ModelCard:
 CLASSIFIER_OBJECTIVES = ("binary", "multiclass", "multiclassova")
 
 
+VECTOR_SEP = "#"  # a vector feature's LightGBM name: column#index (JSON-safe, no brackets)
+
+
+def _vector_names(features: Sequence[str], vectors: Mapping[str, int]) -> list[str]:
+    """LightGBM's feature names: numeric columns, then each vector column's positions."""
+    numeric = [c for c in features if c not in vectors]
+    expanded = [f"{c}{VECTOR_SEP}{i}" for c in features if c in vectors for i in range(vectors[c])]
+    return [*numeric, *expanded]
+
+
+def _vectors_of_names(names: Sequence[str]) -> tuple[list[str], dict[str, int]]:
+    """The features and vector widths back from LightGBM's feature names."""
+    features: list[str] = []
+    vectors: dict[str, int] = {}
+    for name in names:
+        column, sep, index = name.rpartition(VECTOR_SEP)
+        if sep and index.isdigit():
+            if column not in vectors:
+                features.append(column)
+            vectors[column] = max(vectors.get(column, 0), int(index) + 1)
+        else:
+            features.append(name)
+    return features, vectors
+
+
+def _lightgbm_matrix(frame: pl.DataFrame, features: Sequence[str], vectors: Mapping[str, int]):
+    """float32 numeric columns, or a float32 CSR (numeric first, then vectors) with vectors."""
+    if not vectors:
+        return float_matrix(frame, features)
+    return _sklearn_matrix(frame, features, vectors).astype(np.float32)
+
+
 def float_matrix(frame: pl.DataFrame, columns: Sequence[str]) -> np.ndarray:
     # float32: LightGBM bins the values anyway; half the memory of float64 and the same
     # matrix type in training and inference, so a split threshold sees the same values.
@@ -205,7 +237,9 @@ class LightGBMModel(Model):
     def __init__(self, booster: lgb.Booster, num_iteration: int, params: dict):
         self.booster = booster
         self.num_iteration = num_iteration
-        self.features = booster.feature_name()
+        # Sparse-vector columns are expanded to `column#index` features in the booster; the
+        # model's features are the frame's columns, and `vectors` their widths.
+        self.features, self.vectors = _vectors_of_names(booster.feature_name())
         self.params = params
         self._text: str | None = None
 
@@ -224,20 +258,26 @@ class LightGBMModel(Model):
         rounds: int = 100,
         early_stopping_rounds: int | None = None,
         group: str | None = None,
+        vectors: Mapping[str, int] | None = None,
     ) -> LightGBMModel:
         """Boost up to `rounds` trees; with `valid`, stop once its metric has not improved for
-        `early_stopping_rounds`. `group` names a ranking query's column (lambdarank)."""
+        `early_stopping_rounds`. `group` names a ranking query's column (lambdarank).
+        `vectors`: sparse-vector columns (List(Struct{index, value})) and their widths, fed
+        to LightGBM as a CSR matrix (numeric columns first); their features are named
+        `column#index`, so the model text says which column a split reads."""
         # Imported where used: with scikit-learn installed, `import lightgbm` costs about a
         # second, which every run worker that only ingests would otherwise pay.
         import lightgbm as lgb
 
         features = list(features)
+        vectors = dict(vectors or {})
         _check_columns(train, [*features, target], "the training frame")
         full_params = {**params, "seed": seed, "num_threads": threads}
+        names = _vector_names(features, vectors) if vectors else features
 
         def dataset(frame: pl.DataFrame, **kwargs) -> lgb.Dataset:
             return lgb.Dataset(
-                float_matrix(frame, features),
+                _lightgbm_matrix(frame, features, vectors),
                 label=frame[target].to_numpy(),
                 group=group_sizes(frame, group) if group else None,
                 **kwargs,
@@ -245,7 +285,7 @@ class LightGBMModel(Model):
 
         dtrain = dataset(
             train,
-            feature_name=features,
+            feature_name=names,
             categorical_feature=list(categorical),
             params={"verbosity": -1},
         )
@@ -282,7 +322,8 @@ class LightGBMModel(Model):
         if frame.is_empty():
             return np.zeros(0)
         values = self.booster.predict(
-            float_matrix(frame, self.features), num_iteration=self.num_iteration
+            _lightgbm_matrix(frame, self.features, self.vectors),
+            num_iteration=self.num_iteration,
         )
         if self.objective == "binary":
             return np.column_stack([1.0 - values, values])
