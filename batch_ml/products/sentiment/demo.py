@@ -4,11 +4,11 @@ most days, a labels file with the labels that became known that day.
 
 The review text is real when `[sentiment.demo] replay_reviews` names a CSV of the
 clothing-reviews layout (`Clothing ID`, `Title`, `Review Text`, `Rating`): its reviews arrive
-in a seeded random order over the period (at most `reviews_per_day` on average), and their 1-5 star ratings become labels
-(1-2 negative, 3 neutral, 4-5 positive) 1 to `label_lag_days` days after the review; a
-tenth of the reviews are never labelled. Without that file the generator writes labelled
-text of its own (short sentences whose words lean to their class, with noise). The same
-settings give byte-identical files.
+in a seeded random order over the period (at most `reviews_per_day` on average), and
+their 1-5 star ratings become labels (1-2 negative, 3 neutral, 4-5 positive) 1 to
+`label_lag_days` days after the review; a tenth of the reviews are never labelled.
+Without that file the generator writes labelled text of its own (short sentences whose
+words lean to their class, with noise). The same settings give byte-identical files.
 """
 
 from __future__ import annotations
