@@ -6,5 +6,4 @@ sections without importing product code.
 
 CATALOG = {
     "forecasting": "batch_ml.products.forecasting",
-    "sentiment": "batch_ml.products.sentiment",
 }
