@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from batch_ml.products.sentiment.lexicon import COMPOUND, band_labels
-from batch_ml.products.sentiment.metrics import classification_metrics
+from batch_ml.products.sentiment.metrics import classification_metrics, confusion_metrics
 from batch_ml.products.sentiment.sources import ARRIVAL, ID, LABELLED
 
 LEXICON, MAJORITY = "lexicon", "majority"
@@ -103,21 +103,14 @@ def accuracy_schema(classes: Sequence[str]) -> dict[str, pl.DataType]:
 
 def scores_from_counts(counts: Mapping[str, int], classes: Sequence[str]) -> dict[str, float]:
     """Macro-F1, accuracy and per-class precision/recall/F1 of confusion counts
-    (`count_column` keys): a class never predicted has precision 0, never true recall 0."""
-    matrix = np.array([[counts[count_column(t, p)] for p in classes] for t in classes], float)
-    total = matrix.sum()
-    diagonal = np.diag(matrix)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.nan_to_num(diagonal / matrix.sum(axis=0))
-        recall = np.nan_to_num(diagonal / matrix.sum(axis=1))
-        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
-    out = {
-        "macro_f1": float(f1.mean()),
-        "accuracy": float(diagonal.sum() / total) if total else 0.0,
-    }
-    for k, c in enumerate(classes):
-        out |= {f"precision_{c}": precision[k], f"recall_{c}": recall[k], f"f1_{c}": f1[k]}
-    return {k: float(v) for k, v in out.items()}
+    (`count_column` keys), flat (`precision_<class>`, ...): a class never predicted has
+    precision 0, never true recall 0."""
+    matrix = [[counts[count_column(t, p)] for p in classes] for t in classes]
+    scores = confusion_metrics(matrix, classes)
+    out = {"macro_f1": scores["macro_f1"], "accuracy": scores["accuracy"]}
+    for c, per_class in scores["per_class"].items():
+        out |= {f"{m}_{c}": per_class[m] for m in ("precision", "recall", "f1")}
+    return out
 
 
 def accuracy_rows(

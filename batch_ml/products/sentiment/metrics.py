@@ -35,6 +35,14 @@ def classification_metrics(y_true: Sequence, y_pred: Sequence, classes: Sequence
         ti = np.array([position[v] for v in true.tolist()])
         pi = np.array([position[v] for v in pred.tolist()])
         np.add.at(confusion, (ti, pi), 1)
+    return confusion_metrics(confusion, classes)
+
+
+def confusion_metrics(confusion: np.ndarray, classes: Sequence) -> dict:
+    """The same dict as `classification_metrics`, from a confusion matrix (rows true class,
+    columns predicted, in `classes` order): the scores of summed daily counts."""
+    confusion = np.asarray(confusion, dtype=np.int64)
+    k = len(classes)
     per_class = {}
     for i, c in enumerate(classes):
         tp = confusion[i, i]
