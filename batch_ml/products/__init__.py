@@ -6,4 +6,5 @@ sections without importing product code.
 
 CATALOG = {
     "forecasting": "batch_ml.products.forecasting",
+    "sentiment": "batch_ml.products.sentiment",
 }

@@ -30,7 +30,20 @@ from batch_ml.config import (
 from batch_ml.products.sentiment.rollup import TrendConfig
 
 NAME = "sentiment"
-FAMILIES = ("logistic", "lightgbm")
+FAMILIES = ("tfidf_lr", "lightgbm")
+# The hyperparameters `[sentiment.model.<family>]` may set (numbers); their defaults live with
+# the families (batch_ml.products.sentiment.training).
+FAMILY_PARAMS = {
+    "tfidf_lr": ("C", "max_iter"),
+    "lightgbm": (
+        "learning_rate",
+        "num_leaves",
+        "min_data_in_leaf",
+        "feature_fraction",
+        "lambda_l2",
+        "rounds",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -65,15 +78,13 @@ class TextSettings:
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """The families' hyperparameters: logistic regression's inverse regularisation `C`;
-    LightGBM's learning rate, leaves and rounds."""
+    """Per family, the hyperparameters that override its defaults (`[sentiment.model.<family>]`,
+    keys of FAMILY_PARAMS)."""
 
-    logistic_c: float = 1.0
-    learning_rate: float = 0.1
-    num_leaves: int = 31
-    min_data_in_leaf: int = 20
-    max_rounds: int = 300
-    early_stopping_rounds: int = 30
+    params: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def of(self, family: str) -> dict[str, float]:
+        return dict(self.params.get(family, {}))
 
 
 @dataclass(frozen=True)
@@ -126,7 +137,13 @@ SUBSECTIONS = {
 LISTS = ("classes", "families")
 KNOWN_KEYS = {
     NAME: {f.name for f in fields(SentimentSettings)} | {"enabled", *SUBSECTIONS},
-    **{f"{NAME}.{k}": {f.name for f in fields(cls)} for k, cls in SUBSECTIONS.items()},
+    **{
+        f"{NAME}.{k}": {f.name for f in fields(cls)}
+        for k, cls in SUBSECTIONS.items()
+        if k != "model"
+    },
+    f"{NAME}.model": set(FAMILY_PARAMS),
+    **{f"{NAME}.model.{f}": set(keys) for f, keys in FAMILY_PARAMS.items()},
 }
 
 
@@ -150,6 +167,18 @@ def _settings(top: dict) -> SentimentSettings:
     return settings
 
 
+def _model(raw: dict) -> ModelSettings:
+    params = {}
+    for family, table in raw.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{NAME}.model.{family}] must be a table, got {table!r}")
+        for key, value in table.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{NAME}.model.{family}.{key}: expected a number, got {value!r}")
+        params[family] = dict(table)
+    return ModelSettings(params)
+
+
 def _trend(raw: dict) -> TrendConfig:
     try:
         return TrendConfig(**number_fields(TrendConfig, raw, f"{NAME}.trend"))
@@ -161,7 +190,14 @@ def parse_section(section: dict, base_dir: Path) -> SentimentConfig:
     """The product's config from its `[sentiment]` table (without `enabled`)."""
     top = {k: v for k, v in section.items() if k not in SUBSECTIONS}
     subs = {k: section.get(k, {}) for k in SUBSECTIONS}
-    check_known_keys({NAME: section, **{f"{NAME}.{k}": v for k, v in subs.items()}}, KNOWN_KEYS)
+    model_tables = {
+        f"{NAME}.model.{family}": table
+        for family, table in subs["model"].items()
+        if isinstance(table, dict)
+    }
+    check_known_keys(
+        {NAME: section, **{f"{NAME}.{k}": v for k, v in subs.items()}, **model_tables}, KNOWN_KEYS
+    )
     demo_raw = dict(subs["demo"])
     if "start_date" in demo_raw:
         demo_raw["start_date"] = parse_date(demo_raw["start_date"], f"{NAME}.demo.start_date")
@@ -175,7 +211,7 @@ def parse_section(section: dict, base_dir: Path) -> SentimentConfig:
     return SentimentConfig(
         sentiment=_settings(top),
         text=TextSettings(**number_fields(TextSettings, subs["text"], NAME)),
-        model=ModelSettings(**number_fields(ModelSettings, subs["model"], NAME)),
+        model=_model(subs["model"]),
         promotion=promotion,
         trend=_trend(subs["trend"]),
         demo=DemoSettings(
