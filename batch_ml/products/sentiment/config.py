@@ -89,7 +89,7 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class PromotionSettings:
-    """A challenger must beat the champion's backtest macro-F1 by `margin` (absolute) and
+    """A challenger must beat the champion's backtest macro-F1 by `margin` (relative) and
     every baseline, on the reviews whose labels arrived in the `backtest_days` before the
     week."""
 
