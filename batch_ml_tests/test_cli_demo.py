@@ -23,7 +23,7 @@ from batch_ml.harness.browser import (
     screenshot_report,
 )
 from batch_ml.harness.graphql import ASSET_PARTITION_STATS, DAEMON_HEALTH, SET_NUX_SEEN
-from batch_ml.harness.project import PROJECT_ASSETS, write_config
+from batch_ml.harness.project import FORECASTING_ASSETS, write_config
 from batch_ml.harness.services import make_ui
 
 
@@ -183,11 +183,11 @@ def test_make_ui_serves_every_asset_with_its_materialized_partitions(demo_projec
         # screenshots show the graph and not the dialog.
         assert ui.graphql(SET_NUX_SEEN)["setNuxSeen"] is True
         shown = _asset_graph_in_the_browser(ui.url, tmp_path)
-    assert shown == PROJECT_ASSETS, (
-        f"asset graph pages do not show {sorted(PROJECT_ASSETS - shown)}"
+    assert shown == FORECASTING_ASSETS, (
+        f"asset graph pages do not show {sorted(FORECASTING_ASSETS - shown)}"
     )
     by_name = {n["assetKey"]["path"][-1]: n for n in nodes}
-    assert set(by_name) == PROJECT_ASSETS
+    assert set(by_name) == FORECASTING_ASSETS
     for name, node in by_name.items():
         if name == "champion_overrides":
             continue  # written only when a person pins or rolls back a champion
@@ -217,7 +217,7 @@ def _asset_graph_in_the_browser(url: str, tmp_path) -> set[str]:
     for group in (f"forecasting_{stage}" for stage in stages):
         text = page_text(f"{location}/{group}", tmp_path / "chromium")
         assert f"{group} Asset Group in batch_ml.definitions" in text, text[:500]
-        shown |= {name for name in PROJECT_ASSETS if re.search(rf"\b{name}\b", text)}
+        shown |= {name for name in FORECASTING_ASSETS if re.search(rf"\b{name}\b", text)}
     for page, name in (
         (f"{url}/asset-groups", "all"),
         (f"{location}/forecasting_sources", "sources"),

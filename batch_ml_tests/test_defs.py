@@ -7,44 +7,64 @@ import pytest
 
 from batch_ml.config import load_config
 from batch_ml.definitions import build_definitions
-from batch_ml.harness.project import PROJECT_ASSETS, REPO
+from batch_ml.harness.project import FORECASTING_ASSETS, REPO, SENTIMENT_ASSETS
 from batch_ml.platform.common import BuildContext
 from batch_ml.platform.product import PRODUCT_TAG
 from batch_ml.platform.resources import LandingZone, TableStore
 from batch_ml.products.forecasting.product import PRODUCT
+from batch_ml.products.sentiment.product import PRODUCT as SENTIMENT
 
 pytestmark = pytest.mark.definitions
 
 RUNNING = dg.DefaultSensorStatus.RUNNING
 
 
-def test_project_definitions_load_with_every_stage_job_schedule_and_sensor():
+def _selected(job: dg.JobDefinition) -> set[str]:
+    return {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+
+
+def test_project_definitions_load_every_products_assets_jobs_schedules_and_sensors():
     defs = build_definitions(load_config(REPO / "batch_ml.toml"))
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
-    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == PROJECT_ASSETS
-    groups = {graph.get(dg.AssetKey(a)).group_name for a in PROJECT_ASSETS}
-    stages = ("sources", "features", "model", "predictions", "evaluation")
-    assert groups == {f"forecasting_{stage}" for stage in stages}
-    # The platform gives every asset of the product its owners and the product tag.
-    for asset in PROJECT_ASSETS:
-        node = graph.get(dg.AssetKey(asset))
-        assert node.owners == ["team:forecasting"], asset
-        assert node.tags[PRODUCT_TAG] == "forecasting", asset
-    # Every job, schedule and the landing sensor are generated from the product's declaration.
+    everything = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert everything == FORECASTING_ASSETS | SENTIMENT_ASSETS
     jobs = {j.name: j for j in defs.resolve_all_job_defs() if not j.name.startswith("__")}
+    stages = ("sources", "features", "model", "predictions", "evaluation")
+    for product, assets in ((PRODUCT, FORECASTING_ASSETS), (SENTIMENT, SENTIMENT_ASSETS)):
+        name = product.name
+        groups = {graph.get(dg.AssetKey(a)).group_name for a in assets}
+        assert groups == {f"{name}_{stage}" for stage in stages}
+        # The platform gives every asset of a product its owners and the product tag.
+        for asset in assets:
+            node = graph.get(dg.AssetKey(asset))
+            assert node.owners == [f"team:{name}"], asset
+            assert node.tags[PRODUCT_TAG] == name, asset
+        # The daily chain shares one partitioning: a day is one run.
+        parts = BuildContext.from_config(load_config(REPO / "batch_ml.toml"), product).parts
+        daily = {graph.get(dg.AssetKey(a)).partitions_def for a in product.daily}
+        assert daily == {parts.daily}
+        assert _selected(jobs[product.daily_job]) == set(product.daily)
+        assert _selected(jobs[product.training_job]) == set(product.weekly)
+        # The landing sensor runs without anyone switching it on in the UI.
+        sensor = defs.resolve_sensor_def(f"{name}_landing_sensor")
+        assert sensor.default_status == RUNNING
+        assert product.daily_job in {t.job_name for t in sensor.targets}
+        assert defs.resolve_job_def(product.daily_job).executor_def.name == "in_process"
+    # Every job and schedule is generated from the products' declarations; only forecasting
+    # has reference data.
     assert set(jobs) == {
-        "forecasting_reference_data_job",
-        "forecasting_daily_job",
-        "forecasting_training_job",
-        "forecasting_champion_override_job",
-        "forecasting_report_job",
+        f"{name}_{job}_job"
+        for name in ("forecasting", "sentiment")
+        for job in ("daily", "training", "champion_override", "report")
+    } | {"forecasting_reference_data_job"}
+    names = {s.name for s in defs.schedules}
+    assert names == {
+        f"{name}_{kind}_schedule"
+        for name in ("forecasting", "sentiment")
+        for kind in ("daily", "training", "report")
     }
-
-    def selected(job: str) -> set[str]:
-        return {k.to_user_string() for k in jobs[job].asset_layer.selected_asset_keys}
-
-    assert selected(PRODUCT.daily_job) == {
+    assert _selected(jobs[PRODUCT.daily_job]) == {
         "sales",
         "plans",
         "demand_features",
@@ -52,30 +72,19 @@ def test_project_definitions_load_with_every_stage_job_schedule_and_sensor():
         "prediction_drift",
         "forecast_accuracy",
     }
-    assert selected(PRODUCT.training_job) == {"demand_model", "model_promotion"}
-    assert selected(PRODUCT.reference_data_job) == {"calendar", "products", "stores"}
-    # The daily chain shares one partitioning: a day is one run.
-    daily = {graph.get(dg.AssetKey(a)).partitions_def for a in PRODUCT.daily}
-    parts = BuildContext.from_config(load_config(REPO / "batch_ml.toml"), PRODUCT).parts
-    assert daily == {parts.daily}
-    names = {s.name for s in defs.schedules}
-    assert names == {
-        "forecasting_daily_schedule",
-        "forecasting_training_schedule",
-        "forecasting_report_schedule",
-    }
+    assert _selected(jobs[PRODUCT.training_job]) == {"demand_model", "model_promotion"}
+    assert _selected(jobs[PRODUCT.reference_data_job]) == {"calendar", "products", "stores"}
+    assert _selected(jobs[SENTIMENT.training_job]) == {"review_model", "review_gate"}
     schedules = {n: defs.resolve_schedule_def(n) for n in names}
     assert schedules["forecasting_daily_schedule"].job_name == PRODUCT.daily_job
     # On Mondays the week's training follows the daily run that loads Sunday.
     assert schedules["forecasting_daily_schedule"].cron_schedule == "0 6 * * *"
     assert schedules["forecasting_training_schedule"].cron_schedule == "0 7 * * 1"
     sensor = defs.resolve_sensor_def("forecasting_landing_sensor")
-    assert sensor.default_status == RUNNING
     assert {t.job_name for t in sensor.targets} == {PRODUCT.daily_job, PRODUCT.reference_data_job}
     # Declarative automation runs without anyone switching it on in the UI.
     automation = defs.resolve_sensor_def("batch_ml_automation_sensor")
     assert automation.default_status == RUNNING
-    assert defs.resolve_job_def(PRODUCT.daily_job).executor_def.name == "in_process"
     model = graph.get(dg.AssetKey("demand_model"))
     assert "lightgbm" in model.kinds and model.owners
 
@@ -163,8 +172,9 @@ def test_backfill_chunks_come_from_the_project_config(tmp_path):
     assert {default[a] for a in ("prediction_drift", "forecast_accuracy")} == {31}
 
     chosen = policies(config + "\n[backfill]\ndays_per_run = 92\nweeks_per_run = 13\n")
-    assert chosen["demand_model"] == 13
-    assert {v for k, v in chosen.items() if k not in ("demand_model", "model_promotion")} == {92}
+    assert chosen["demand_model"] == chosen["review_model"] == 13
+    weekly = {*PRODUCT.weekly, *SENTIMENT.weekly}
+    assert {v for k, v in chosen.items() if k not in weekly} == {92}
 
     with pytest.raises(ValueError, match="days_per_run"):
         policies(config + "\n[backfill]\ndays_per_run = 0\n")

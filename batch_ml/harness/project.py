@@ -12,8 +12,8 @@ from batch_ml.products.forecasting.demo import spec_from_config, write_landing
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
-# Every asset of the project's code location, by name.
-PROJECT_ASSETS = {
+# Every asset of each product, by name.
+FORECASTING_ASSETS = {
     "sales",
     "plans",
     "calendar",
@@ -27,6 +27,19 @@ PROJECT_ASSETS = {
     "prediction_drift",
     "forecast_accuracy",
     "accuracy_report",
+}
+SENTIMENT_ASSETS = {
+    "reviews",
+    "review_labels",
+    "review_features",
+    "review_model",
+    "review_champion_overrides",
+    "review_gate",
+    "review_sentiment",
+    "sentiment_drift",
+    "sentiment_accuracy",
+    "product_sentiment",
+    "sentiment_report",
 }
 
 SMALL_CONFIG = """
