@@ -3,7 +3,6 @@
 import datetime as dt
 import hashlib
 import json
-import logging
 import os
 import time
 
@@ -14,9 +13,10 @@ import pytest
 from batch_ml.config import ConfigError, load_config, parse_config
 from batch_ml.definitions import build_definitions
 from batch_ml.harness.project import write_config
+from batch_ml.harness.sensors import LandingSensor, age, landing_files
 from batch_ml.platform.orchestration import MAX_RUNS_PER_TICK, REQUEST_TAG, load_cursor
 from batch_ml.platform.partitions import RANGE_END, RANGE_START
-from batch_ml.platform.resources import LandingZone, TableStore
+from batch_ml.platform.resources import TableStore
 from batch_ml.platform.sources.arrivals import MAX_RUN_ATTEMPTS, contiguous_ranges
 from batch_ml.platform.sources.contract import PROBLEM_SCHEMA, LoadedFile
 from batch_ml.platform.sources.records import LOG_TABLE, FileFacts, log_row
@@ -25,49 +25,6 @@ from batch_ml.products.forecasting.demo import spec_from_config, write_landing
 from batch_ml.products.forecasting.product import PRODUCT
 
 pytestmark = pytest.mark.definitions
-
-
-class Sensor:
-    """Ticks the real sensor definition, carrying its cursor like the daemon does, on a real
-    instance (where it finds the runs it requested)."""
-
-    def __init__(self, cfg, instance: dg.DagsterInstance | None = None):
-        self.cfg = cfg
-        self.instance = instance or dg.DagsterInstance.ephemeral()
-        self.sensor = build_definitions(cfg).resolve_sensor_def(PRODUCT.landing_sensor)
-        self.resources = {
-            "landing": LandingZone(root=str(cfg.paths.landing)),
-            "tables": TableStore(
-                tables_root=str(cfg.paths.tables), warehouse_path=str(cfg.paths.warehouse)
-            ),
-        }
-        self.cursor = None
-        self.logs: list[str] = []  # the last tick's log: "LEVEL message"
-
-    def tick(self) -> dg.SensorResult:
-        logs = self.logs = []
-
-        class Collect(logging.Handler):
-            def emit(self, record: logging.LogRecord) -> None:
-                logs.append(f"{record.levelname} {record.getMessage()}")
-
-        with dg.build_sensor_context(
-            cursor=self.cursor, resources=self.resources, instance=self.instance
-        ) as ctx:
-            ctx.log.addHandler(Collect())
-            result = self.sensor(ctx)
-        self.cursor = result.cursor
-        return result
-
-
-def _age(*paths, seconds=120):
-    past = time.time() - seconds
-    for p in paths:
-        os.utime(p, (past, past))
-
-
-def _all_files(cfg):
-    return [p for p in cfg.paths.landing.rglob("*") if p.is_file()]
 
 
 def _days(request) -> list[str]:
@@ -96,8 +53,8 @@ def test_contiguous_days_become_bounded_ranges():
 def test_sensor_sequence_new_duplicate_changed_partial_burst_and_bad_names(small_project):
     cfg = small_project
     (cfg.paths.landing / "sales" / "sales_;rm -rf ~.csv").write_text("x")  # a bad name
-    _age(*_all_files(cfg))
-    sensor = Sensor(cfg)
+    age(*landing_files(cfg))
+    sensor = LandingSensor(PRODUCT, cfg)
 
     # New: 130 days become ranges of consecutive days, plus one run for the static sources.
     first = sensor.tick()
@@ -118,13 +75,13 @@ def test_sensor_sequence_new_duplicate_changed_partial_burst_and_bad_names(small
     day = "2025-02-10"
     path = _sales(cfg, day)
     path.write_bytes(path.read_bytes())
-    _age(path, seconds=60)
+    age(path, seconds=60)
     assert not sensor.tick().run_requests
 
     # Changed content: that day again, tagged as a change.
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:-1]) + "\n")  # one row fewer: a correction
-    _age(path, seconds=60)
+    age(path, seconds=60)
     changed = sensor.tick().run_requests
     assert [(r.job_name, r.partition_key) for r in changed] == [(PRODUCT.daily_job, day)]
     assert changed[0].tags["batch_ml/trigger"] == "changed"
@@ -135,7 +92,7 @@ def test_sensor_sequence_new_duplicate_changed_partial_burst_and_bad_names(small
     (cfg.paths.landing / "sales" / "sales_2025-05-09.csv.tmp").write_text("half a fi")
     waiting = sensor.tick()
     assert not waiting.run_requests and "settle" in waiting.skip_reason.skip_message
-    _age(busy, seconds=60)
+    age(busy, seconds=60)
     assert [r.partition_key for r in sensor.tick().run_requests] == ["2025-05-10"]
 
     # Burst: 60 separate corrected days become at most MAX_RUNS_PER_TICK runs per tick, and
@@ -144,7 +101,7 @@ def test_sensor_sequence_new_duplicate_changed_partial_burst_and_bad_names(small
     for d in burst:
         p = _sales(cfg, d)
         p.write_bytes(p.read_bytes() + b"\n")  # new bytes, same rows: still a new delivery
-        _age(p, seconds=60)
+        age(p, seconds=60)
     seen = []
     for _ in range(10):
         runs = sensor.tick().run_requests or []
@@ -156,7 +113,7 @@ def test_sensor_sequence_new_duplicate_changed_partial_burst_and_bad_names(small
 def test_a_fresh_cursor_does_not_rerequest_what_the_ingestion_log_accepted(small_project):
     """State survives a lost cursor (e.g. the sensor was reset): the ingestion log knows."""
     cfg = small_project
-    _age(*_all_files(cfg))
+    age(*landing_files(cfg))
     landing = cfg.paths.landing
     tables = TableStore(tables_root=str(cfg.paths.tables), warehouse_path=str(cfg.paths.warehouse))
     all_days = sorted(p.stem.removeprefix("sales_") for p in (landing / "sales").glob("*.csv"))
@@ -176,7 +133,7 @@ def test_a_fresh_cursor_does_not_rerequest_what_the_ingestion_log_accepted(small
             )
     tables.write(LOG_TABLE, records)
 
-    runs = Sensor(cfg).tick().run_requests
+    runs = LandingSensor(PRODUCT, cfg).tick().run_requests
     requested = sorted(d for r in runs if r.job_name == PRODUCT.daily_job for d in _days(r))
     assert requested == all_days[100:]
 
@@ -187,8 +144,8 @@ def test_a_fresh_cursor_does_not_rerequest_what_the_ingestion_log_accepted(small
 def test_bad_names_are_reported_not_read(small_project, name):
     cfg = small_project
     (cfg.paths.landing / "sales" / name).write_text("not read")
-    _age(*_all_files(cfg))
-    result = Sensor(cfg).tick()  # reported in the tick's log, never raised
+    age(*landing_files(cfg))
+    result = LandingSensor(PRODUCT, cfg).tick()  # reported in the tick's log, never raised
     days = [d for r in result.run_requests if r.job_name == PRODUCT.daily_job for d in _days(r)]
     assert len(days) == 130  # the valid files still get their runs
     assert not any(name in str(r.tags) for r in result.run_requests)
@@ -218,10 +175,10 @@ def _execute(cfg, requests, instance, succeed: bool = True) -> None:
 
 def test_requested_runs_store_every_day_once_and_a_correction_replaces_its_day(small_project):
     cfg = small_project
-    _age(*_all_files(cfg))
+    age(*landing_files(cfg))
     sales = PartitionedTable(cfg.paths.tables, "sales")
     with dg.DagsterInstance.ephemeral() as instance:
-        sensor = Sensor(cfg, instance)
+        sensor = LandingSensor(PRODUCT, cfg, instance)
         _execute(cfg, sensor.tick().run_requests, instance)
         stored = sales.read()
         assert len(sales.partitions()) == 130  # closed days are stored as empty partitions
@@ -233,11 +190,11 @@ def test_requested_runs_store_every_day_once_and_a_correction_replaces_its_day(s
         path = _sales(cfg, day)
         before = sales.read([day]).height
         path.write_bytes(path.read_bytes())  # identical re-delivery: nothing runs
-        _age(path, seconds=60)
+        age(path, seconds=60)
         assert not sensor.tick().run_requests
         lines = path.read_text().splitlines()
         path.write_text("\n".join(lines[:-1]) + "\n")  # correction: one row fewer
-        _age(path, seconds=60)
+        age(path, seconds=60)
         _execute(cfg, sensor.tick().run_requests, instance)
     assert sales.read([day]).height == before - 1
     assert len(sales.partitions()) == 130
@@ -268,7 +225,7 @@ def short_project(tmp_path):
     """20 days: one range run, so a test can execute what the sensor requests quickly."""
     cfg = load_config(write_config(tmp_path, days=20))
     write_landing(spec_from_config(cfg), cfg.paths.landing)
-    _age(*_all_files(cfg))
+    age(*landing_files(cfg))
     return cfg
 
 
@@ -279,7 +236,7 @@ def _ingest(requests) -> list[dg.RunRequest]:
 def test_a_run_whose_worker_died_is_requested_again_until_it_is_stored(short_project):
     cfg = short_project
     with dg.DagsterInstance.ephemeral() as instance:
-        sensor = Sensor(cfg, instance)
+        sensor = LandingSensor(PRODUCT, cfg, instance)
         first = sensor.tick().run_requests
         (died,) = _ingest(first)
         _execute(cfg, [r for r in first if r is not died], instance)  # the static sources
@@ -306,7 +263,7 @@ def test_a_run_whose_worker_died_is_requested_again_until_it_is_stored(short_pro
 def test_attempts_per_content_are_bounded_and_new_content_starts_over(short_project):
     cfg = short_project
     with dg.DagsterInstance.ephemeral() as instance:
-        sensor = Sensor(cfg, instance)
+        sensor = LandingSensor(PRODUCT, cfg, instance)
         (request,) = _ingest(sensor.tick().run_requests)
         for attempt in range(2, MAX_RUN_ATTEMPTS + 1):
             _worker_killed(cfg, request, instance)
@@ -324,7 +281,7 @@ def test_attempts_per_content_are_bounded_and_new_content_starts_over(short_proj
         day = "2025-01-05"
         path = _sales(cfg, day)
         path.write_bytes(path.read_bytes() + b"\n")
-        _age(path, seconds=60)
+        age(path, seconds=60)
         (fresh,) = sensor.tick().run_requests
         assert fresh.partition_key == day and fresh.tags["batch_ml/attempt"] == "1"
 
@@ -337,9 +294,9 @@ def test_a_contract_violation_is_not_requested_again(short_project):
     cells = first.split(",")
     cells[header.split(",").index("units")] = "lots"
     path.write_text("\n".join([header, ",".join(cells), rest]))
-    _age(path)
+    age(path)
     with dg.DagsterInstance.ephemeral() as instance:
-        sensor = Sensor(cfg, instance)
+        sensor = LandingSensor(PRODUCT, cfg, instance)
         first_tick = sensor.tick().run_requests
         (failing,) = _ingest(first_tick)
         _execute(cfg, [r for r in first_tick if r is not failing], instance)
@@ -361,7 +318,7 @@ def test_a_contract_violation_is_not_requested_again(short_project):
 
 def test_a_correction_with_the_same_size_and_mtime_is_requested(short_project):
     cfg = short_project
-    sensor = Sensor(cfg)
+    sensor = LandingSensor(PRODUCT, cfg)
     sensor.tick()
     day = "2025-01-10"
     path = _sales(cfg, day)
@@ -385,14 +342,14 @@ def test_a_cursor_of_the_first_format_still_loads(short_project):
     cfg = short_project
     landing = cfg.paths.landing
     old = {}
-    for p in _all_files(cfg):
+    for p in landing_files(cfg):
         st = p.stat()
         old[f"{p.parent.name}/{p.name}"] = [
             st.st_size,
             st.st_mtime_ns,
             hashlib.sha256(p.read_bytes()).hexdigest(),
         ]
-    sensor = Sensor(cfg)
+    sensor = LandingSensor(PRODUCT, cfg)
     sensor.cursor = json.dumps(old)
     result = sensor.tick()
     assert not result.run_requests
@@ -404,7 +361,7 @@ def test_a_cursor_of_the_first_format_still_loads(short_project):
     assert not any("hashed" in m for m in sensor.logs), "nothing to hash on the next tick"
     path = landing / "plans" / "plans_2025-01-03.parquet"
     path.write_bytes(path.read_bytes())  # same bytes, new mtime and ctime: hashed, no run
-    _age(path, seconds=60)
+    age(path, seconds=60)
     assert not sensor.tick().run_requests
     assert any("1 file(s) hashed (0 periodically)" in m for m in sensor.logs)
 
