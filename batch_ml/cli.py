@@ -218,35 +218,97 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def _config_and_home(args) -> ProjectConfig:
-    config_path = Path(args.config or os.environ.get("BATCH_ML_CONFIG") or "batch_ml.toml")
-    cfg = load_config(config_path)
-    ensure_dagster_home(config_path.resolve().parent)
-    return cfg
+class ChampionError(Exception):
+    """A `batch-ml champion` request that cannot be served: one line for the user."""
+
+
+class ChampionTarget:
+    """The champion machinery of one product, from its declaration and its definitions: the
+    override asset (and the op its run config addresses), the gate table and the product's
+    definitions (for its override job)."""
+
+    def __init__(self, cfg: ProjectConfig, product) -> None:
+        import dagster as dg
+
+        from batch_ml.definitions import build_definitions
+
+        self.product = product
+        with warnings.catch_warnings():  # notices about the definitions, not for CLI users
+            warnings.simplefilter("ignore")
+            self.defs = build_definitions(cfg, [product])
+            graph = self.defs.resolve_asset_graph()
+        node = graph.get(dg.AssetKey(product.override))
+        self.overrides = product.override
+        self.override_op = node.assets_def.node_def.name
+        # The gate is the product's weekly asset that reads the overrides (`GateSpec`: the
+        # gate asset depends on the overrides asset); the daily predictions read them too.
+        gates = sorted(k.to_user_string() for k in node.child_keys)
+        gates = [name for name in gates if name in product.weekly]
+        if len(gates) != 1:
+            raise ChampionError(
+                f"product {product.name!r}: no single weekly gate reads {product.override} "
+                f"(found: {', '.join(gates) or 'none'})"
+            )
+        self.gate = gates[0]
+
+
+def champion_product(cfg: ProjectConfig, name: str | None, config_path: Path):
+    """The enabled product `batch-ml champion` addresses: `name`, or when omitted the first
+    enabled product with champion overrides in catalog order (forecasting, or the only one)."""
+    from batch_ml.definitions import enabled_products
+    from batch_ml.products import CATALOG
+
+    enabled = enabled_products(cfg)
+    with_champion = [p for p in enabled if p.override]
+    names = ", ".join(p.name for p in with_champion) or "none"
+    if name is None:
+        if not with_champion:
+            raise ChampionError(f"no enabled product in {config_path} has a champion")
+        return with_champion[0]
+    product = next((p for p in enabled if p.name == name), None)
+    if product is None and name in CATALOG:
+        raise ChampionError(
+            f"product {name!r} is not enabled in {config_path} (enabled products: {names})"
+        )
+    if product is None:
+        raise ChampionError(
+            f"unknown product {name!r} (products: {', '.join(CATALOG)}; enabled: {names})"
+        )
+    if not product.override:
+        raise ChampionError(
+            f"product {name!r} has no champion overrides (products with a champion: {names})"
+        )
+    return product
 
 
 def cmd_champion(args) -> int:
-    """Show the champion history, or record a pin / unpin / rollback through its job."""
-    cfg = _config_and_home(args)
+    """Show a product's champion history, or record a pin / unpin / rollback through its
+    override job."""
+    config_path = Path(args.config or os.environ.get("BATCH_ML_CONFIG") or "batch_ml.toml")
+    cfg = load_config(config_path)
+    try:
+        target = ChampionTarget(cfg, champion_product(cfg, args.product, config_path))
+    except ChampionError as exc:
+        sys.stderr.write(f"batch-ml champion: {exc}\n")
+        return 2
+    ensure_dagster_home(config_path.resolve().parent)
     if args.action == "show":
-        return _show_champions(cfg)
+        return _show_champions(cfg, target)
     import dagster as dg
-
-    from batch_ml.definitions import build_definitions
-    from batch_ml.products.forecasting.product import PRODUCT
 
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    product = target.product
     config = {"action": args.action, "reason": args.reason, "requested_by": args.by}
     if args.effective_date:
         config["effective_date"] = args.effective_date
     if getattr(args, "version", None):
         config["model_version"] = args.version
-    job = build_definitions(cfg).resolve_job_def(PRODUCT.champion_override_job)
+    job = target.defs.resolve_job_def(product.champion_override_job)
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
             instance=instance,
-            run_config={**QUIET_LOGS, "ops": {"champion_overrides": {"config": config}}},
+            run_config={**QUIET_LOGS, "ops": {target.override_op: {"config": config}}},
             raise_on_error=False,
         )
     if not result.success:
@@ -256,33 +318,41 @@ def cmd_champion(args) -> int:
         message = (reason.description if reason else None) or (error.message if error else "")
         echo(f"refused: {message.strip()} (run {result.run_id[:8]})")
         return 1
-    echo(f"recorded {args.action} (run {result.run_id[:8]}); it applies from its effective day.")
     echo(
-        f"Re-run the days from then on ({PRODUCT.daily_job}, or just their predictions) to "
+        f"{product.name}: recorded {args.action} in {target.overrides} (run {result.run_id[:8]}); "
+        "it applies from its effective day."
+    )
+    echo(
+        f"Re-run the days from then on ({product.daily_job}, or just their predictions) to "
         "serve the new champion."
     )
     return 0
 
 
-def _show_champions(cfg: ProjectConfig) -> int:
+def _show_champions(cfg: ProjectConfig, target: ChampionTarget) -> int:
     import polars as pl
 
     from batch_ml.platform.storage.tables import PartitionedTable
-    from batch_ml.products.forecasting.product import PRODUCT
 
-    gate = PartitionedTable(cfg.paths.tables, "model_promotion")
+    product = target.product
+    gate = PartitionedTable(cfg.paths.tables, target.gate)
     if not gate.partitions():
-        echo(f"no gate decision yet: materialize model_promotion ({PRODUCT.training_job})")
+        echo(
+            f"{product.name}: no gate decision yet: materialize {target.gate} "
+            f"({product.training_job})"
+        )
         return 1
     rows = (
         gate.read()
         .sort("model_week")
         .select("model_week", "challenger_version", "decision", "champion_version", "reason")
     )
+    echo(f"{product.name}: gate decisions ({target.gate})")
     with pl.Config(tbl_rows=-1, tbl_width_chars=160, fmt_str_lengths=70):
         echo(str(rows))
-        overrides = PartitionedTable(cfg.paths.tables, "champion_overrides")
+        overrides = PartitionedTable(cfg.paths.tables, target.overrides)
         if overrides.partitions():
+            echo(f"{product.name}: overrides ({target.overrides})")
             echo(str(overrides.read().sort("recorded_at")))
     return 0
 
@@ -366,8 +436,15 @@ def main(argv: list[str] | None = None) -> int:
     champion = sub.add_parser(
         "champion", help="show the champion history, or pin / unpin / roll back the champion"
     )
+    product_help = (
+        "the product whose champion it is (default: the first enabled product with a "
+        "champion in catalog order, i.e. forecasting, or the only one)"
+    )
+    champion.add_argument("--product", default=None, help=product_help)
     actions = champion.add_subparsers(dest="action", required=True)
-    actions.add_parser("show", help="gate decisions per model week and recorded overrides")
+    show = actions.add_parser("show", help="gate decisions per model week and recorded overrides")
+    # Also after the action (`champion pin V --product P`); SUPPRESS keeps a value given before.
+    show.add_argument("--product", default=argparse.SUPPRESS, help=product_help)
     for name, text in (
         ("pin", "make VERSION the champion until unpinned"),
         ("unpin", "let the gate decide again"),
@@ -383,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
             "--effective-date", help="first forecast day it applies to (default: tomorrow)"
         )
         action.add_argument("--by", default=os.environ.get("USER", ""), help="who asks")
+        action.add_argument("--product", default=argparse.SUPPRESS, help=product_help)
     args = parser.parse_args(argv)
     commands = {
         "demo": cmd_demo,
