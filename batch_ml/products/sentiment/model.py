@@ -187,13 +187,16 @@ def train_week(rows: pl.DataFrame, week: dt.date, sc: SentimentConfig) -> Traine
     return TrainedModel(
         model=model,
         window=(rows[ARRIVAL].min(), week - dt.timedelta(days=1)),
+        # Registry columns: the same whatever families are configured (the table's schema
+        # must not change when a family is added); each family's score is in the card.
         validation={
             "valid_macro_f1": scores[best] or 0.0,
-            **{f"valid_macro_f1_{name}": score or 0.0 for name, score in scores.items()},
+            **{f"valid_macro_f1_{name}": scores[name] or 0.0 for name in BASELINES},
         },
         data_version=frame_digest(rows.select(ID, "label", LABELLED)),
         details={
             "family": best,
+            "family_scores": {f: scores[f] for f in s.families},
             "classes": classes,
             "validation_rows": valid.height,
             "validated_in_sample": in_sample,
