@@ -17,7 +17,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -48,13 +48,15 @@ ROWS = "rows"  # the scoring function's count of backtest rows
 @dataclass(frozen=True)
 class Scoring:
     """What a scoring function gets: the gate asset's inputs (its `ins`, as LazyFrames), a
-    loader of stored models by version (each loaded once per run), the policy, and the
-    registry rows of the run's weeks (a baseline's fitted state is in its week's row)."""
+    loader of stored models by version (each loaded once per run), the policy, the
+    registry rows of the run's weeks (a baseline's fitted state is in its week's row), and
+    a loader of a stored model's card (e.g. its `window_end`: what it never saw)."""
 
     inputs: Mapping[str, pl.LazyFrame]
     load_model: Callable[[str], Model]
     policy: GatePolicy
     registry: pl.DataFrame
+    load_card: Callable[[str], Mapping[str, Any]]
 
 
 Scorer = Callable[[Scoring, dt.date, Sequence[str]], Mapping[str, float | int | None]]
@@ -304,7 +306,9 @@ def build_gate_assets(spec: GateSpec) -> list[dg.AssetsDefinition]:
                 models[version] = model_store.load(version)
             return models[version]
 
-        scoring = Scoring({k: inputs[k] for k in spec.ins}, load_model, policy, registry)
+        scoring = Scoring(
+            {k: inputs[k] for k in spec.ins}, load_model, policy, registry, model_store.load_card
+        )
         rows = []
         with measured(len(context.partition_keys)) as cost:
             for week in weeks:

@@ -29,7 +29,8 @@ class SentimentMappings:
     def from_config(cfg: ProjectConfig) -> SentimentMappings:
         sc = settings(cfg)
         lag = sc.sentiment.label_lag_days
-        training, backtest = sc.sentiment.training_days, sc.promotion.backtest_days
+        # The gate's backtest is the weekly model's validation window.
+        training, backtest = sc.sentiment.training_days, sc.sentiment.validation_days
         return SentimentMappings(
             # The model of week W learns from labels that arrived in the whole weeks holding
             # the `training_days` before W (never W itself) ...

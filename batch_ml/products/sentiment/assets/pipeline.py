@@ -29,7 +29,7 @@ from batch_ml.products.sentiment.evaluation import (
     macro_f1,
 )
 from batch_ml.products.sentiment.partitions import SentimentMappings
-from batch_ml.products.sentiment.sources import ARRIVAL, ID, LABELS, REVIEWS
+from batch_ml.products.sentiment.sources import ARRIVAL, ID, LABELLED, LABELS, REVIEWS
 
 FEATURES = "review_features"
 REGISTRY = "review_model"
@@ -46,7 +46,8 @@ def policy(sc: SentimentConfig) -> GatePolicy:
         higher_is_better=True,
         baselines=BASELINES,
         margin=sc.promotion.margin,
-        backtest_days=sc.promotion.backtest_days,
+        # The backtest is the weekly model's validation window (see `scores`).
+        backtest_days=sc.sentiment.validation_days,
     )
 
 
@@ -96,18 +97,32 @@ def build(b: BuildContext) -> list:
         }
 
     def scores(scoring: Scoring, week: dt.date, versions: Sequence[str]) -> Mapping:
+        """Every score out of sample, on the labels of the week's validation window: the
+        challenger's and the baselines' are those of `train_week` (fitted before the window,
+        scored on it; the served model is their refit on all rows); an earlier week's model
+        is scored on the window's labels that arrived from its own week on, which it never
+        saw."""
         first = week - dt.timedelta(days=scoring.policy.backtest_days)
         rows = labelled_reviews(
             scoring.inputs[FEATURES], scoring.inputs[LABELS], first, week, s.classes
         )
         week_row = _week_row(scoring.registry, week)
+        held_out = week_row["validation_rows"] < week_row["training_rows"]
         out: dict[str, float | int | None] = {ROWS: rows.height}
         for version in versions:
-            predicted = sentiment_model.predicted(scoring.load_model(version), rows, s.classes)
-            out[version] = macro_f1(rows["label"], predicted["label"], s.classes)
+            if version == week_row["model_version"] and held_out:
+                out[version] = week_row[f"valid_{METRIC}"]
+                continue
+            learned_until = dt.date.fromisoformat(scoring.load_card(version)["window_end"])
+            unseen = rows.filter(pl.col(LABELLED) > learned_until)
+            predicted = sentiment_model.predicted(scoring.load_model(version), unseen, s.classes)
+            out[version] = macro_f1(unseen["label"], predicted["label"], s.classes)
         for baseline in BASELINES:
-            labels = baseline_labels(baseline, rows, week_row, s.classes)
-            out[baseline] = macro_f1(rows["label"], labels, s.classes)
+            if held_out:
+                out[baseline] = week_row[f"valid_{METRIC}_{baseline}"]
+            else:
+                labels = baseline_labels(baseline, rows, week_row, s.classes)
+                out[baseline] = macro_f1(rows["label"], labels, s.classes)
         return out
 
     def pinnable(row: Mapping) -> bool:
