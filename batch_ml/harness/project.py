@@ -121,6 +121,35 @@ def write_config(
     return path
 
 
+# A small sentiment project: the generator's own labelled text (no replay), 2**14 features, six
+# weeks of labels per model; every stage of its graph takes a few seconds.
+SENTIMENT_TRIAL: dict[str, dict] = {
+    "sentiment": {"families": ["tfidf_lr"], "training_days": 42, "num_threads": 1},
+    "sentiment.text": {"hash_bits": 14},
+    "sentiment.demo": {"reviews_per_day": 40, "products": 12, "seed": 11},
+}
+
+
+def sentiment_project(
+    folder: Path,
+    start: dt.date = dt.date(2025, 1, 1),
+    days: int = 70,
+    sections: dict[str, dict] | None = None,
+) -> ProjectConfig:
+    """A sentiment project in `folder` (`SENTIMENT_TRIAL`, each table updated by `sections`)
+    over `days` days from `start`, with its demo landing files (kept when already there: a
+    second call changes the config only)."""
+    from batch_ml.products.sentiment.demo import generate
+
+    tables = {name: dict(settings) for name, settings in SENTIMENT_TRIAL.items()}
+    for name, settings in (sections or {}).items():
+        tables.setdefault(name, {}).update(settings)
+    tables["sentiment.demo"] |= {"start_date": start.isoformat(), "days": days}
+    cfg = load_config(write_config(folder, start=start, days=days, sections=tables))
+    generate(cfg)
+    return cfg
+
+
 def demo_project(folder: Path, **config) -> ProjectConfig:
     """A demo project in `folder` (`write_config(folder, **config)`) with its landing files."""
     cfg = load_config(write_config(folder, **config))
