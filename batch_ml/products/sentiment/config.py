@@ -89,12 +89,11 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class PromotionSettings:
-    """A challenger must beat the champion's backtest macro-F1 by `margin` (relative) and
-    every baseline, on the reviews whose labels arrived in the `backtest_days` before the
-    week."""
+    """A challenger must beat the champion's macro-F1 by `margin` (relative) and every
+    baseline, out of sample on the week's validation window (`validation_days`): the
+    challenger and the baselines fitted before it, the champion on the labels it never saw."""
 
     margin: float = 0.005
-    backtest_days: int = 14
     # Population stability above this on a drift figure is a warning.
     drift_psi_warn: float = 0.25
 
