@@ -128,6 +128,16 @@ class ProjectConfig:
             ) from None
 
 
+def next_monday(day: dt.date) -> dt.date:
+    return day + dt.timedelta(days=(7 - day.weekday()) % 7)
+
+
+def first_model_week(start_date: dt.date, min_history_days: int) -> dt.date:
+    """The Monday of the first week with `min_history_days` of data after `start_date`: a
+    product's first model week (computed with the config, before Dagster is imported)."""
+    return next_monday(start_date + dt.timedelta(days=min_history_days))
+
+
 def parse_date(value: object, key: str) -> dt.date:
     if isinstance(value, dt.date):
         return value

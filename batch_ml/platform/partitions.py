@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from batch_ml.config import ProjectConfig
+from batch_ml.config import ProjectConfig, next_monday
 
 # Run tags that make one run cover a range of partitions (what range backfills use).
 RANGE_START = "dagster/asset_partition_range_start"
@@ -21,10 +21,6 @@ DAYS_PER_WEEK = 7
 def range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
     """The tags of one run over the partitions `first`..`last`."""
     return {RANGE_START: first.isoformat(), RANGE_END: last.isoformat()}
-
-
-def next_monday(day: dt.date) -> dt.date:
-    return day + dt.timedelta(days=(DAYS_PER_WEEK - day.weekday()) % DAYS_PER_WEEK)
 
 
 def week_of(day: dt.date) -> dt.date:

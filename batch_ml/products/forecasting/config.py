@@ -22,6 +22,7 @@ from batch_ml.config import (
     IngestLimits,
     ProjectConfig,
     check_known_keys,
+    first_model_week,
     number_fields,
     parse_date,
     validate_identifier,
@@ -105,8 +106,7 @@ class ForecastingConfig:
 
     def first_model_week(self, start_date: dt.date) -> dt.date:
         """Monday of the first week with `min_history_days` of history after `start_date`."""
-        earliest = start_date + dt.timedelta(days=self.forecast.min_history_days)
-        return earliest + dt.timedelta(days=(7 - earliest.weekday()) % 7)
+        return first_model_week(start_date, self.forecast.min_history_days)
 
 
 SUBSECTIONS = {

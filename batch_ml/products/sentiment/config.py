@@ -23,6 +23,7 @@ from batch_ml.config import (
     ConfigError,
     ProjectConfig,
     check_known_keys,
+    first_model_week,
     number_fields,
     parse_date,
     validate_identifier,
@@ -122,8 +123,7 @@ class SentimentConfig:
 
     def first_model_week(self, start_date: dt.date) -> dt.date:
         """Monday of the first week with `min_history_days` of labels after `start_date`."""
-        earliest = start_date + dt.timedelta(days=self.sentiment.min_history_days)
-        return earliest + dt.timedelta(days=(7 - earliest.weekday()) % 7)
+        return first_model_week(start_date, self.sentiment.min_history_days)
 
 
 SUBSECTIONS = {
