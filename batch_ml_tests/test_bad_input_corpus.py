@@ -57,6 +57,8 @@ from batch_ml.platform.sources.records import LOG_TABLE
 from batch_ml.platform.storage.tables import PartitionedTable
 from batch_ml.products.forecasting.config import FeatureConfig
 from batch_ml.products.forecasting.sources import sources
+from batch_ml.products.sentiment.config import SentimentSettings
+from batch_ml.products.sentiment.sources import sources as sentiment_sources
 
 DAY = dt.date(2025, 3, 1)  # a day inside the `small_project` partitions
 HORIZON = 7  # `write_config`'s default horizon
@@ -68,7 +70,11 @@ FEATURES = FeatureConfig(
     store_attributes=("region", "store_size"),
     numeric_attributes=("base_price",),
 )
-SRC = sources(FEATURES, IngestLimits(), HORIZON)
+SRC = {
+    **sources(FEATURES, IngestLimits(), HORIZON),
+    # A rule only another product's source declares: a label outside the classes.
+    "review_labels": sentiment_sources(SentimentSettings(), IngestLimits())["review_labels"],
+}
 # The series of `small_project`'s sales (2 stores x 6 items), for the `Unmatched` cases.
 KNOWN_SERIES = pl.DataFrame(
     [(f"S{s:02d}", f"I{i:03d}") for s in (1, 2) for i in range(1, 7)],
@@ -252,7 +258,7 @@ class Case:
     def contract(self) -> Source:
         if self.limits is None:
             return SRC[self.source]
-        return sources(FEATURES, self.limits, HORIZON)[self.source]
+        return {**SRC, **sources(FEATURES, self.limits, HORIZON)}[self.source]
 
     @property
     def file_name(self) -> str:
@@ -286,7 +292,7 @@ def unmatched(*texts: str) -> Unmatched:
     return Unmatched(texts)
 
 
-S, P, C, PR, ST = "sales", "plans", "calendar", "products", "stores"
+S, P, C, PR, ST, L = "sales", "plans", "calendar", "products", "stores", "review_labels"
 F = "sales_2025-03-01.csv"
 CSV_ROW = _csv(GOOD_ROW)
 PARTITION = "expected 2025-03-01 (the file's partition)"
@@ -809,6 +815,14 @@ CASES: list[Case] = [
     Case("sales_q_control_character", S, "one id of 3 with a tab, `control_character` quarantined",
          _csv(GOOD_ROW, _row(item="I\t002"), _row(item="I003")),
          quarantined(2, (2, "control_character")), policy=_policy("control_character")),
+    Case("labels_not_a_class", L, "a review label that is not one of the classes",
+         b"review_id,arrival_date,label\nR1,2025-02-27,positive\nR2,2025-02-28,positve\n",
+         fail("row 2, column 'label': not one of the allowed values ('positve'); expected one of "
+              "'negative', 'neutral', 'positive' [not_allowed]")),
+    Case("labels_q_not_allowed", L, "one label of 3 not a class, `not_allowed` quarantined",
+         b"review_id,arrival_date,label\nR1,2025-02-27,positive\nR2,2025-02-28,good\n"
+         b"R3,2025-03-01,neutral\n",
+         quarantined(2, (2, "not_allowed")), policy=_policy("not_allowed")),
     Case("plans_unknown_series", P, "a plan for a store and item sales never had",
          _plan(store_id=["S99", "S99"], item_id=["I999", "I999"]),
          unmatched(f"none of the 1 distinct (store_id, item_id) {NO_SERIES} (12 known)",

@@ -189,6 +189,24 @@ def test_the_reviews_asset_stores_a_day_from_any_format_and_names_a_bad_file(lan
     assert PartitionedTable(landed.paths.tables, REVIEWS).read().equals(stored)
 
 
+def test_a_label_outside_the_classes_fails_its_labels_file_naming_row_and_column(landed):
+    defs = build_definitions(landed, products=[PRODUCT])
+    day = "2025-01-08"
+    [path] = (landed.paths.landing / LABELS).glob(f"{LABELS}_{day}.*")
+    path.unlink()
+    bad = path.with_suffix(".csv")
+    bad.write_text(
+        "review_id,arrival_date,label\nR0000001,2025-01-01,positive\nR0000002,2025-01-01,positve\n"
+    )
+    asset = defs.resolve_assets_def(LABELS)
+    expected = (
+        rf"{bad.name}[\s\S]*row 2, column 'label': not one of the allowed values \('positve'\); "
+        r"expected one of 'negative', 'neutral', 'positive' \[not_allowed\]"
+    )
+    with pytest.raises(dg.Failure, match=expected):
+        list(asset(context=dg.build_asset_context(partition_key=day), **_io(landed)))
+
+
 def test_review_features_of_a_range_are_those_of_each_day_alone(landed):
     defs = build_definitions(landed, products=[PRODUCT])
     source = defs.resolve_assets_def(REVIEWS)

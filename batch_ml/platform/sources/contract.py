@@ -109,6 +109,8 @@ class Source:
     - `day_column`: a stored column recording the file's day D, added to every row (needed
       when the rows' own dates are not D).
     - `known_ids`: the rows' ids must (partly) match a stored source (`MatchesStored`).
+    - `allowed`: text columns whose values must be among the listed ones (`not_allowed`),
+      e.g. a label column and its classes.
     - `summaries`: numbers of the stored rows shown as metadata (`Summary`).
     - `record_element`: XML only, the element of one record (see `_read_xml`).
     """
@@ -126,6 +128,7 @@ class Source:
     file_required: bool = True
     day_column: str | None = None
     known_ids: MatchesStored | None = None
+    allowed: dict[str, tuple[str, ...]] = field(default_factory=dict)
     summaries: tuple[Summary, ...] = ()
     description: str = ""
     record_element: str = "record"
@@ -152,13 +155,16 @@ class Source:
             problems.append(f'timestamps are UTC: declare {naive} as pl.Datetime("us", "UTC")')
         if both := sorted(set(self.required) & set(self.optional)):
             problems.append(f"columns both required and optional: {both}")
-        for what in ("primary_key", "id_columns", "non_negative"):
+        for what in ("primary_key", "id_columns", "non_negative", "allowed"):
             unknown = [c for c in getattr(self, what) if c not in columns]
             if unknown:
                 problems.append(f"{what} names unknown column(s) {unknown}")
-        not_text = [c for c in self.id_columns if columns.get(c, pl.String()) != pl.String()]
-        if not_text:
-            problems.append(f"id_columns must be text (pl.String): {not_text}")
+        for what in ("id_columns", "allowed"):
+            not_text = [
+                c for c in getattr(self, what) if columns.get(c, pl.String()) != pl.String()
+            ]
+            if not_text:
+                problems.append(f"{what} must be text (pl.String): {not_text}")
         if self.daily:
             if self.date_column not in self.required or not isinstance(
                 self.required[self.date_column], pl.Date | pl.Datetime
@@ -728,6 +734,7 @@ ROW_RULES = (
     "outside_partition",
     "out_of_range",
     "control_character",
+    "not_allowed",
 )
 
 
@@ -975,6 +982,17 @@ def _row_rule_problems(frame: pl.DataFrame, source: Source) -> pl.DataFrame:
     return pl.concat([_no_problems(), *problems])
 
 
+def _allowed_problems(frame: pl.DataFrame, source: Source) -> pl.DataFrame:
+    """Values outside a column's declared `allowed` values (nulls are `missing_value`'s)."""
+    problems = [_no_problems()]
+    for column, values in source.allowed.items():
+        if column in frame.columns:
+            bad = frame.filter(pl.col(column).is_not_null() & ~pl.col(column).is_in(values))
+            expected = "one of " + ", ".join(repr(v) for v in values)
+            problems.append(_problems(bad.select(ROW, column), "not_allowed", column, expected))
+    return pl.concat(problems)
+
+
 def _range_problems(frame: pl.DataFrame, source: Source) -> pl.DataFrame:
     """Finite numbers beyond the magnitude bound (`[ingest] max_abs_value`): a 1e308 would
     overflow the features' sums and squares to inf. Non-finite values are `not_finite`."""
@@ -1053,6 +1071,7 @@ _RULE_TEXT = {
     "outside_partition": "date outside the partition",
     "out_of_range": "number out of range",
     "control_character": "control character in an id",
+    "not_allowed": "not one of the allowed values",
 }
 
 
@@ -1100,6 +1119,7 @@ def load_landing_file(
             problems,
             _row_rule_problems(parsed, source),
             _range_problems(parsed, source),
+            _allowed_problems(parsed, source),
             _control_problems(parsed, source),
             _date_problems(parsed, source, day),
         ]

@@ -61,6 +61,7 @@ def sources(s: SentimentSettings, limits: IngestLimits) -> dict[str, Source]:
             required={ID: pl.String(), ARRIVAL: pl.Date(), "label": pl.String()},
             primary_key=(ID,),
             id_columns=(ID, "label"),
+            allowed={"label": tuple(s.classes)},
             date_column=ARRIVAL,
             date_offsets=(-s.label_lag_days, 0),
             day_column=LABELLED,
