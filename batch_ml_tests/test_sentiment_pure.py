@@ -254,3 +254,14 @@ def test_the_baselines_label_from_the_state_fitted_for_their_week():
     assert baseline_labels("majority", features, week, CLASSES).to_list() == ["positive"] * 3
     with pytest.raises(ValueError, match="unknown baseline"):
         baseline_labels("coin", features, week, CLASSES)
+
+
+def test_a_demo_day_without_reviews_is_a_header_only_csv_that_loads_empty(tmp_path):
+    cfg = _config(days=40, reviews_per_day=1)  # arrivals are random: some days get none
+    write_landing(cfg.demo, cfg.sentiment, tmp_path)
+    source = sources(cfg.sentiment, IngestLimits())[REVIEWS]
+    files, _ = discover(tmp_path, source)
+    assert len(files) == 40
+    loaded = {f.path: read_landing_file(f.path, source, f.partition) for f in files}
+    empty = [path for path, frame in loaded.items() if frame.is_empty()]
+    assert empty and all(path.suffix == ".csv" for path in empty)

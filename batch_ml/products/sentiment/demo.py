@@ -175,9 +175,11 @@ def write_landing(demo: DemoSettings, s: SentimentSettings, landing: Path) -> di
             part = parts.get((day,))
             if part is None and source == LABELS:
                 continue  # no labels known that day: no file (the source is optional)
-            if part is None:
-                part = frames[source].clear().drop(ARRIVAL)
             kind = FORMATS[int(rng.integers(0, len(FORMATS)))]
+            if part is None:
+                # A day without reviews: a header-only CSV (the contract's empty day; an empty
+                # JSON lines or XML file names no columns).
+                part, kind = frames[source].clear().drop(ARRIVAL), "csv"
             name = f"{source}_{day.isoformat()}.{kind}"
             write_file(part, Path(landing) / source / name, RECORD_ELEMENT[source])
             counts[source] += 1
