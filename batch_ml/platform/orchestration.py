@@ -259,9 +259,14 @@ def build_landing_sensor(b: BuildContext, product: Product, jobs: dict) -> dg.Se
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             f"Starts {product.daily_job} runs (a day's whole chain) for daily landing files "
-            f"({', '.join(daily_sources)}) and {product.reference_data_job} runs for "
-            f"reference files ({', '.join(static_sources)}) with new or changed content "
-            "(sha256), once they "
+            f"({', '.join(daily_sources)})"
+            + (
+                f" and {product.reference_data_job} runs for reference files "
+                f"({', '.join(static_sources)})"
+                if static_sources
+                else ""
+            )
+            + " with new or changed content (sha256), once they "
             f"have not changed for {settle:g} s: consecutive days become one range run (at "
             f"most {b.cfg.backfill.days_per_run} days, `[backfill] days_per_run`), at most "
             f"{MAX_RUNS_PER_TICK} runs per tick, the rest on the next ticks. Identical "

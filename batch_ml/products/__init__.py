@@ -1,5 +1,5 @@
 """The products of the platform: name -> package. Each package holds `config.parse_section`
-(its `[name]` table of the project config) and `product.build` (its Dagster definitions); see
+(its `[name]` table of the project config) and `product.PRODUCT` (its declaration for the platform, which builds its definitions); see
 docs/architecture.md. This module only names them, so the config layer can find their
 sections without importing product code.
 """
