@@ -153,11 +153,43 @@ def run_product(cfg: ProjectConfig, instance, product, defs=None) -> dict:
 
 
 def run_pipeline(cfg: ProjectConfig, instance) -> dict[str, dict]:
-    """`run_product` for every enabled product with demo data: product -> its run."""
+    """`run_product` for every enabled product with demo data: product -> its run.
+
+    Products share no asset, so on a persistent instance each runs in its own process, at
+    the same time as the others (one product's single-threaded stages use the core another
+    leaves idle; the tables and the warehouse take their locks). On an ephemeral instance,
+    which another process cannot reach, they run one after the other."""
     from batch_ml.definitions import build_definitions
 
-    defs = build_definitions(cfg)
-    return {p.name: run_product(cfg, instance, p, defs) for p in demo_products(cfg)}
+    products = demo_products(cfg)
+    if len(products) < 2 or instance.is_ephemeral:
+        defs = build_definitions(cfg)
+        return {p.name: run_product(cfg, instance, p, defs) for p in products}
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: a fresh interpreter per product (forking a process that holds Dagster's and
+    # DuckDB's threads and connections is unsafe).
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(len(products), mp_context=context) as pool:
+        runs = {
+            p.name: pool.submit(_run_product_alone, cfg, instance.get_ref(), p.name)
+            for p in products
+        }
+        return {name: run.result() for name, run in runs.items()}
+
+
+def _run_product_alone(cfg: ProjectConfig, instance_ref, name: str) -> dict:
+    """`run_product` in a process of its own, on the instance `instance_ref` names."""
+    import dagster as dg
+
+    from batch_ml.definitions import build_definitions
+
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    [product] = [p for p in demo_products(cfg) if p.name == name]
+    with dg.DagsterInstance.from_ref(instance_ref) as instance:
+        return run_product(cfg, instance, product, build_definitions(cfg, products=[product]))
 
 
 def demo_summary(cfg: ProjectConfig, instance, runs: dict[str, dict], elapsed: float):

@@ -4,6 +4,10 @@ families, a re-delivered day re-scored alone, and the UCI sentences brought as o
 """
 
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +43,7 @@ class Project:
     cfg: ProjectConfig
     defs: dg.Definitions
     instance: dg.DagsterInstance
-    run: dict
+    summary: dict  # the JSON line `batch-ml demo` ends with
 
     def table(self, name: str) -> pl.DataFrame:
         return PartitionedTable(self.cfg.paths.tables, name).read()
@@ -57,29 +61,55 @@ def _sql(cfg: ProjectConfig, query: str) -> pl.DataFrame:
 
 
 def _instance(folder: Path) -> dg.DagsterInstance:
+    """The real instance (SQLite on disk) in `folder/dagster_home`."""
     home = folder / "dagster_home"
-    home.mkdir()
+    home.mkdir(exist_ok=True)
     return dg.DagsterInstance.local_temp(str(home))
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """The demo feed's whole graph, materialized as `make demo` does it."""
+    """`batch-ml demo` as a user runs it, on a project with both products (a small
+    forecasting demo beside the sentiment one): a real process, DAGSTER_HOME on disk."""
     folder = tmp_path_factory.mktemp("sentiment")
-    cfg = sentiment_project(folder, days=DAYS)
+    cfg = sentiment_project(folder, days=DAYS, min_history_days=28)
+    env = {**os.environ, "DAGSTER_HOME": str(folder / "dagster_home")}
+    out = subprocess.run(
+        [sys.executable, "-m", "batch_ml.cli", "--config", str(folder / "batch_ml.toml"), "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
     defs = build_definitions(cfg, products=[PRODUCT])
     with _instance(folder) as instance:
-        yield Project(cfg, defs, instance, run_product(cfg, instance, PRODUCT, defs))
+        yield Project(cfg, defs, instance, summary)
+
+
+def test_the_demo_runs_both_products_at_once_and_reports_macro_f1(served):
+    products = served.summary["products"]
+    assert set(products) == {"forecasting", "sentiment"}
+    sentiment = products["sentiment"]
+    assert sentiment["macro_f1_served"] > max(sentiment[f"macro_f1_{b}"] for b in BASELINES)
+    # Each product in its own process, at the same time: their runs overlap.
+    spans = {}
+    for record in served.instance.get_run_records():
+        assert record.dagster_run.is_success, record.dagster_run.job_name
+        product = record.dagster_run.job_name.split("_")[0]
+        first, last = spans.get(product, (record.start_time, record.end_time))
+        spans[product] = (min(first, record.start_time), max(last, record.end_time))
+    assert set(spans) == {"forecasting", "sentiment"}
+    assert max(start for start, _ in spans.values()) < min(end for _, end in spans.values())
 
 
 def test_the_whole_graph_materializes_every_partition_and_serves_the_champion(served):
     first, last = dt.date(2025, 1, 1), dt.date(2025, 2, 25)
     first_week = PRODUCT.first_week(served.cfg)
-    assert (served.run["first_day"], served.run["last_day"], first_week) == (
-        first,
-        last,
-        dt.date(2025, 2, 3),
-    )
+    assert served.summary["products"]["sentiment"]["period"] == [str(first), str(last)]
+    assert first_week == dt.date(2025, 2, 3)
     graph = served.defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == SENTIMENT_ASSETS
 

@@ -135,17 +135,19 @@ def sentiment_project(
     start: dt.date = dt.date(2025, 1, 1),
     days: int = 70,
     sections: dict[str, dict] | None = None,
+    **config,
 ) -> ProjectConfig:
     """A sentiment project in `folder` (`SENTIMENT_TRIAL`, each table updated by `sections`)
     over `days` days from `start`, with its demo landing files (kept when already there: a
-    second call changes the config only)."""
+    second call changes the config only). `config`: more of `write_config`'s arguments (the
+    forecasting product it enables too has no landing files unless its demo writes them)."""
     from batch_ml.products.sentiment.demo import generate
 
     tables = {name: dict(settings) for name, settings in SENTIMENT_TRIAL.items()}
     for name, settings in (sections or {}).items():
         tables.setdefault(name, {}).update(settings)
     tables["sentiment.demo"] |= {"start_date": start.isoformat(), "days": days}
-    cfg = load_config(write_config(folder, start=start, days=days, sections=tables))
+    cfg = load_config(write_config(folder, start=start, days=days, sections=tables, **config))
     generate(cfg)
     return cfg
 
