@@ -132,12 +132,15 @@ def family_scores(
     families: Sequence[str],
     fit_model,
     classes: Sequence[str],
+    fitted: dict[str, Model] | None = None,
 ) -> dict[str, float | None]:
     """Macro-F1 on `valid` of each family fitted on `fit`, and of the baselines with their
-    state fitted on `fit`."""
+    state fitted on `fit`. `fitted`, when given, receives each family's model."""
     scores: dict[str, float | None] = {}
     for family in families:
         candidate = fit_model(family, fit)
+        if fitted is not None:
+            fitted[family] = candidate
         scores[family] = macro_f1(
             valid["label"], predicted(candidate, valid, classes)["label"], classes
         )
@@ -181,9 +184,11 @@ def train_week(rows: pl.DataFrame, week: dt.date, sc: SentimentConfig) -> Traine
     in_sample = fit["label"].n_unique() < 2 or valid.is_empty()
     if in_sample:
         fit, valid = rows, rows  # too few labels to hold any back: scored in-sample
-    scores = family_scores(fit, valid, s.families, fit_model, classes)
+    candidates: dict[str, Model] = {}
+    scores = family_scores(fit, valid, s.families, fit_model, classes, candidates)
     best = max(s.families, key=lambda f: (scores[f] or 0.0, -s.families.index(f)))
-    model = fit_model(best, rows)
+    # Scored in-sample, the candidate was fitted on every row already: no second fit.
+    model = candidates[best] if in_sample else fit_model(best, rows)
     return TrainedModel(
         model=model,
         window=(rows[ARRIVAL].min(), week - dt.timedelta(days=1)),
