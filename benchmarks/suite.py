@@ -24,6 +24,9 @@ bench.md, and the summary table in README.md between the `bench:` markers:
 - **backfill**: the full graph over 365 days through the real daemon, batched vs one run per
   partition (benchmarks.backfill at 1k series; the per-partition arm on fewer days,
   extrapolated).
+- **sentiment**: scoring throughput of the sentiment product's `review_sentiment` step
+  through Dagster vs the same model's plain predict, 100k reviews a day
+  (benchmarks.sentiment_throughput, `--repeats` of each).
 
 Every figure is the median of `--repeats` runs with min and max. Run one section:
 `.venv/bin/python -m benchmarks.suite --sections scale --scales 1k` (results of the other
@@ -718,6 +721,25 @@ def section_backfill(per_partition_days: int) -> dict:
     return backfill_summary(json.loads(out.read_text()), out.name)
 
 
+def section_sentiment(repeats: int) -> dict:
+    from benchmarks import sentiment_throughput
+
+    out = RESULTS / "bench_sentiment_throughput.json"
+    sentiment_throughput.main(["--repeats", str(repeats), "--out", str(out)])
+    report = json.loads(out.read_text())
+    r = report["results"]
+    return {
+        "result_file": out.name,
+        "rows": r["rows"],
+        "family": report["setup"]["family"],
+        "dagster_rows_per_s": r["dagster"]["rows_per_s"]["median"],
+        "plain_rows_per_s": r["plain"]["rows_per_s"]["median"],
+        "ratio": r["ratio"],
+        "target": r["target"],
+        "dagster_peak_rss_mb": r["dagster"]["peak_rss_mb"]["median"],
+    }
+
+
 def backfill_summary(report: dict, name: str) -> dict:
     """The headline figures of a benchmarks.backfill report (all of it is in `name`)."""
     from benchmarks.backfill import batched_chunks
@@ -777,8 +799,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sections",
         nargs="+",
-        choices=("scale", "storage", "backfill"),
-        default=["scale", "storage", "backfill"],
+        choices=("scale", "storage", "backfill", "sentiment"),
+        default=["scale", "storage", "backfill", "sentiment"],
     )
     parser.add_argument("--scales", nargs="+", choices=list(SCALES), default=list(DEFAULT_SCALES))
     parser.add_argument("--repeats", type=int, default=5)
@@ -807,6 +829,12 @@ def main(argv: list[str] | None = None) -> int:
             report["sections"]["backfill"] = {
                 "machine": machine(),
                 **section_backfill(args.backfill_per_partition_days),
+            }
+            save(report, args.out)
+        if "sentiment" in args.sections:
+            report["sections"]["sentiment"] = {
+                "machine": machine(),
+                **section_sentiment(args.repeats),
             }
             save(report, args.out)
     finally:
@@ -924,6 +952,15 @@ def summary_table(report: dict) -> str:
             f">= 20x ({'met' if (bf['ratio'] or 0) >= 20 else 'missed'}); <= 120 s "
             f"({'met' if (bf['batched_wall_s'] or 1e9) <= 120 else 'missed'}) |"
         )
+    se = sections.get("sentiment")
+    if se:
+        rows.append(
+            f"| sentiment scoring, {se['rows']:,} reviews a day (`{se['family']}` champion): "
+            f"`review_sentiment` through Dagster / plain predict | "
+            f"{_fmt(se['dagster_rows_per_s'])} / {_fmt(se['plain_rows_per_s'])} rows/s = "
+            f"**{se['ratio']:.2f}x** | >= {se['target']}x "
+            f"({'met' if se['ratio'] >= se['target'] else 'missed'}) |"
+        )
     return "\n".join(rows)
 
 
@@ -1015,7 +1052,7 @@ def markdown(report: dict) -> str:
                 f"| {step} | {t['rows']:,} | {_mmm(t['seconds'])} | {_mmm(t['rows_per_s'], 0)} |"
             )
         lines.append("")
-    for key in ("storage", "backfill"):
+    for key in ("storage", "backfill", "sentiment"):
         if key in sections:
             lines += [
                 f"## {key}",
@@ -1039,7 +1076,9 @@ def update_readme(report: dict) -> bool:
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
     sections = [*report["sections"].get("scale", {}).values()] + [
-        report["sections"][k] for k in ("storage", "backfill") if k in report["sections"]
+        report["sections"][k]
+        for k in ("storage", "backfill", "sentiment")
+        if k in report["sections"]
     ]
     machines = {_machine_line(sec["machine"]).split("; git")[0] for sec in sections}
     commits = sorted({sec["machine"]["git"] for sec in sections})
