@@ -254,6 +254,7 @@ def test_the_dates_a_file_may_hold_are_the_declared_offsets_from_its_day(
         ({"date_offsets": (3, 1), "day_column": "d"}, "the last is before the first"),
         ({"id_columns": ("qty",)}, "id_columns must be text (pl.String): ['qty']"),
         ({"allowed": {"qty": ("1", "2")}}, "allowed must be text (pl.String): ['qty']"),
+        ({"unique_across_days": True, "primary_key": ()}, "unique_across_days needs a daily"),
         ({"allowed": {"colour": ("red",)}}, "allowed names unknown column(s) ['colour']"),
         ({"primary_key": ("order_id",)}, "primary_key names unknown column(s) ['order_id']"),
         ({"day_column": "note"}, "day_column 'note' is also a file column"),

@@ -452,3 +452,28 @@ def test_the_uci_sentences_run_through_the_whole_graph_as_binary_reviews(tmp_pat
     assert pooled[SERVED] > 0.78 and pooled[SERVED] >= max(pooled[b] for b in BASELINES) - 0.01
     gate = PartitionedTable(cfg.paths.tables, "review_gate").read()
     assert gate.height == 4 and gate["backtest_rows"].min() > 300
+
+
+def test_a_review_id_stored_on_another_day_fails_its_file(landed):
+    """A review arrives once: the same id in a later day's file is refused (it would be
+    scored twice and its label counted twice), naming the id and the day it arrived."""
+    defs = build_definitions(landed, products=[PRODUCT])
+    asset = defs.resolve_assets_def(REVIEWS)
+    first, later = "2025-01-03", "2025-01-04"
+    list(asset(context=dg.build_asset_context(partition_key=first), **_io(landed)))
+    stored = PartitionedTable(landed.paths.tables, REVIEWS).read()
+    repeated = stored["review_id"][0]
+    [path] = (landed.paths.landing / REVIEWS).glob(f"{REVIEWS}_{later}.*")
+    path.unlink()
+    copy = (
+        stored.head(1).drop(ARRIVAL).with_columns(pl.lit(f"{later}T08:00:00Z").alias("created_at"))
+    )
+    write_file(
+        copy.with_columns(pl.col("created_at").cast(pl.String)), path.with_suffix(".csv"), "review"
+    )
+    with pytest.raises(
+        dg.Failure, match=rf"already stored on another day, e.g. '{repeated}' \(on {first}\)"
+    ):
+        list(asset(context=dg.build_asset_context(partition_key=later), **_io(landed)))
+    # The day itself re-delivered (a correction) is not a repeat.
+    list(asset(context=dg.build_asset_context(partition_key=first), **_io(landed)))

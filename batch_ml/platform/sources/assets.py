@@ -22,6 +22,7 @@ from batch_ml.platform.sources.contract import (
     QuarantinePolicy,
     Source,
     empty_frame,
+    keys_stored_elsewhere_problem,
     load_landing_file,
     unmatched_ids_problem,
 )
@@ -168,6 +169,34 @@ class KnownIds:
         return unmatched_ids_problem(frame, source, self._all)
 
 
+class StoredKeys:
+    """The primary keys of a `unique_across_days` source on other days than a file's, with
+    their day (`_day`): the stored ones that match the file's keys (a lazy semi join, so
+    only matches are read, whatever the history) and those this step loaded already."""
+
+    def __init__(self, tables: TableStore, source: Source):
+        self._table = tables.table(source.name)
+        self._keys = list(source.primary_key)
+        self._day = pl.col(source.day_column or source.date_column).cast(pl.Date).alias("_day")
+        self._loaded: dict[dt.date, pl.DataFrame] = {}
+
+    def matching(self, frame: pl.DataFrame, day: dt.date) -> pl.DataFrame:
+        ids = frame.select(self._keys)
+        found = [
+            f.select(self._keys).with_columns(pl.lit(d).alias("_day"))
+            for d, f in self._loaded.items()
+            if d != day
+        ]
+        if self._table.partitions():
+            stored = self._table.scan().select(*self._keys, self._day)
+            found.append(stored.join(ids.lazy(), on=self._keys, how="semi").collect())
+        schema = {**frame.select(self._keys).schema, "_day": pl.Date()}
+        return pl.concat([pl.DataFrame(schema=schema), *found], how="vertical_relaxed")
+
+    def add(self, frame: pl.DataFrame, day: dt.date) -> None:
+        self._loaded[day] = frame
+
+
 def ingest_files(
     landing: LandingZone,
     tables: TableStore,
@@ -185,6 +214,7 @@ def ingest_files(
     frames, missing, errors, read = {}, [], [], []
     quarantined: dict[str, pl.DataFrame] = {}
     known = KnownIds(tables, source.known_ids) if source.known_ids else None
+    stored_keys = StoredKeys(tables, source) if source.unique_across_days else None
     for day in days:
         # A dangling symlink does not `exist`, but a file was delivered: it must fail, not
         # read as "no file" (`day_paths` lists it).
@@ -207,6 +237,11 @@ def ingest_files(
             loaded = load_landing_file(path, source, day, policy=policy, content=content)
             if known and (unmatched := known.problem(source, loaded.rows)):
                 raise ContractViolation(path, [unmatched])
+            if stored_keys is not None:
+                stored = stored_keys.matching(loaded.rows, day)
+                if clash := keys_stored_elsewhere_problem(loaded.rows, source, stored, day):
+                    raise ContractViolation(path, [clash])
+                stored_keys.add(loaded.rows, day)
         except ContractViolation as exc:
             errors.append(str(exc))
             row = log_row(facts, None, str(exc), run_id, read_at)

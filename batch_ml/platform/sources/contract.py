@@ -109,6 +109,9 @@ class Source:
     - `day_column`: a stored column recording the file's day D, added to every row (needed
       when the rows' own dates are not D).
     - `known_ids`: the rows' ids must (partly) match a stored source (`MatchesStored`).
+    - `unique_across_days`: a daily source's `primary_key` is unique over all its days, not
+      only within a file (e.g. a review arrives once): a file holding a key another day
+      stored fails (a correction of a day re-delivers that day's file).
     - `allowed`: text columns whose values must be among the listed ones (`not_allowed`),
       e.g. a label column and its classes.
     - `summaries`: numbers of the stored rows shown as metadata (`Summary`).
@@ -128,6 +131,7 @@ class Source:
     file_required: bool = True
     day_column: str | None = None
     known_ids: MatchesStored | None = None
+    unique_across_days: bool = False
     allowed: dict[str, tuple[str, ...]] = field(default_factory=dict)
     summaries: tuple[Summary, ...] = ()
     description: str = ""
@@ -187,6 +191,8 @@ class Source:
             problems.append("a static source has no day: day_column must be None")
         if self.day_column is not None and self.day_column in columns:
             problems.append(f"day_column {self.day_column!r} is also a file column")
+        if self.unique_across_days and not (self.daily and self.primary_key):
+            problems.append("unique_across_days needs a daily source with a primary_key")
         if self.known_ids is not None:
             unknown = [c for c in self.known_ids.columns if c not in columns]
             if unknown or not self.known_ids.columns:
@@ -1179,6 +1185,31 @@ def empty_frame(source: Source, columns: list[str] | None = None) -> pl.DataFram
 
 
 _SHOWN_IDS = 3
+
+
+def keys_stored_elsewhere_problem(
+    frame: pl.DataFrame, source: Source, stored: pl.DataFrame, day: dt.date
+) -> str | None:
+    """The problem of a file of `day` holding primary keys `stored` (the keys and their
+    `_day`) has on other days, else None."""
+    keys = list(source.primary_key)
+    clash = (
+        frame.select(keys)
+        .join(stored.filter(pl.col("_day") != day), on=keys, how="inner", nulls_equal=False)
+        .sort(keys)
+    )
+    if clash.is_empty():
+        return None
+    what = ", ".join(keys)
+    examples = ", ".join(
+        f"{r[0] if len(keys) == 1 else tuple(r[:-1])!r} (on {r[-1]})"
+        for r in clash.select(*keys, "_day").unique(maintain_order=True).head(_SHOWN_IDS).rows()
+    )
+    return (
+        f"column {what!r}: {clash.height:,} key(s) already stored on another day, e.g. "
+        f"{examples}; a key arrives on one day only (a correction re-delivers that day's file) "
+        "[duplicate_key]"
+    )
 
 
 def unmatched_ids_problem(frame: pl.DataFrame, source: Source, known: pl.DataFrame) -> str | None:

@@ -40,6 +40,7 @@ def sources(s: SentimentSettings, limits: IngestLimits) -> dict[str, Source]:
             },
             optional={"title": pl.String(), "rating": pl.Int64()},
             primary_key=(ID,),
+            unique_across_days=True,  # a review arrives once: scored and labelled once
             id_columns=(ID, "product_id"),
             date_column="created_at",
             date_offsets=(-s.max_review_age_days, 0),
@@ -60,6 +61,7 @@ def sources(s: SentimentSettings, limits: IngestLimits) -> dict[str, Source]:
             file_format=("csv", "jsonl", "xml"),
             required={ID: pl.String(), ARRIVAL: pl.Date(), "label": pl.String()},
             primary_key=(ID,),
+            unique_across_days=True,  # one label per review
             id_columns=(ID, "label"),
             allowed={"label": tuple(s.classes)},
             date_column=ARRIVAL,
