@@ -24,23 +24,13 @@ from batch_ml.harness.browser import (
 )
 from batch_ml.harness.graphql import ASSET_PARTITION_STATS, DAEMON_HEALTH, SET_NUX_SEEN
 from batch_ml.harness.project import FORECASTING_ASSETS, write_config
-from batch_ml.harness.services import make_ui
+from batch_ml.harness.services import make_ui, run_demo
 
 
 def _demo(config, home):
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
-    out = subprocess.run(
-        [sys.executable, "-m", "batch_ml.cli", "--config", str(config), "demo"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    summary, stdout = run_demo(config, home, timeout=600)
     assert set(summary["products"]) == {"forecasting"}  # the only product write_config enables
-    return summary["products"]["forecasting"], out.stdout
+    return summary["products"]["forecasting"], stdout
 
 
 @pytest.fixture(scope="module")

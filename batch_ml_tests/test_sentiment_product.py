@@ -4,10 +4,6 @@ families, a re-delivered day re-scored alone, and the UCI sentences brought as o
 """
 
 import datetime as dt
-import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +18,7 @@ from batch_ml.config import ProjectConfig, load_config
 from batch_ml.definitions import build_definitions
 from batch_ml.harness.project import SENTIMENT_ASSETS, SHARED_DATA, sentiment_project, write_config
 from batch_ml.harness.sensors import LandingSensor, age
+from batch_ml.harness.services import run_demo
 from batch_ml.platform.orchestration import catch_up_stages
 from batch_ml.platform.registry.gate import BASELINE_PREFIX
 from batch_ml.platform.resources import LandingZone, TableStore
@@ -73,17 +70,7 @@ def served(tmp_path_factory):
     forecasting demo beside the sentiment one): a real process, DAGSTER_HOME on disk."""
     folder = tmp_path_factory.mktemp("sentiment")
     cfg = sentiment_project(folder, days=DAYS, min_history_days=28)
-    env = {**os.environ, "DAGSTER_HOME": str(folder / "dagster_home")}
-    out = subprocess.run(
-        [sys.executable, "-m", "batch_ml.cli", "--config", str(folder / "batch_ml.toml"), "demo"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    summary, _ = run_demo(folder / "batch_ml.toml", folder / "dagster_home")
     defs = build_definitions(cfg, products=[PRODUCT])
     with _instance(folder) as instance:
         yield Project(cfg, defs, instance, summary)

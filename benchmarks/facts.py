@@ -5,7 +5,10 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import statistics
 import subprocess
+import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -47,4 +50,20 @@ def machine() -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    }
+
+
+def log(text: str) -> None:
+    """A progress line on stderr (stdout is the benchmark's result)."""
+    sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
+    sys.stderr.flush()
+
+
+def spread(values: list[float], digits: int = 3) -> dict:
+    """Median, min and max of repeated measurements (and the values themselves)."""
+    return {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+        "values": [round(v, digits) for v in values],
     }

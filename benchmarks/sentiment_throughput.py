@@ -76,6 +76,7 @@ import tomllib
 from pathlib import Path
 
 from benchmarks import facts
+from benchmarks.facts import log, spread
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "sentiment_throughput.json"
@@ -94,20 +95,6 @@ PLAIN_TABLE = "review_sentiment_plain"
 TARGET_RATIO = 0.8
 SEED = 16
 PACKAGES = ("dagster", "polars", "pyarrow", "duckdb", "scikit-learn", "lightgbm", "numpy")
-
-
-def log(text: str) -> None:
-    sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
-    sys.stderr.flush()
-
-
-def spread(values: list[float], digits: int = 3) -> dict:
-    return {
-        "median": round(statistics.median(values), digits),
-        "min": round(min(values), digits),
-        "max": round(max(values), digits),
-        "values": [round(v, digits) for v in values],
-    }
 
 
 # -- set-up ------------------------------------------------------------------------------------

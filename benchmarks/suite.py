@@ -41,7 +41,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,7 @@ from pathlib import Path
 from batch_ml.harness.project import write_config
 from batch_ml.products.forecasting.config import settings
 from benchmarks import event_store, facts
+from benchmarks.facts import log, spread
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -78,21 +78,6 @@ SETUP_FORECASTS = ("predictions", "prediction_drift")
 HISTORY_RUNS = "alternating (older sales partitions moved aside for the 1-year runs)"
 TRAINING_METADATA = ("duration_s", "peak_rss_mb", "train_rows", "best_iteration")
 PACKAGES = ("dagster", "dagster-webserver", "polars", "duckdb", "lightgbm", "numpy", "pyarrow")
-
-
-def log(text: str) -> None:
-    sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
-    sys.stderr.flush()
-
-
-def spread(values: list[float], digits: int = 3) -> dict:
-    """Median, min and max of repeated measurements (and the values themselves)."""
-    return {
-        "median": round(statistics.median(values), digits),
-        "min": round(min(values), digits),
-        "max": round(max(values), digits),
-        "values": [round(v, digits) for v in values],
-    }
 
 
 # -- set-up ------------------------------------------------------------------------------------

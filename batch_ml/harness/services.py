@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -344,3 +345,22 @@ def daemon_and_webserver(
             service.interrupt()
         for service in running:
             service.wait_stopped(stopping, stopping + grace)
+
+
+def run_demo(config: Path, home: Path, timeout: float = 900) -> tuple[dict, str]:
+    """`batch-ml --config CONFIG demo` as a user runs it, in its own process with
+    DAGSTER_HOME=`home`: (its closing JSON summary, its whole stdout). A failed demo fails
+    here with the end of its stderr."""
+
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    out = subprocess.run(
+        [sys.executable, "-m", "batch_ml.cli", "--config", str(config), "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise AssertionError(f"batch-ml demo failed ({out.returncode}): {out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1]), out.stdout
