@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import statistics
@@ -67,3 +68,20 @@ def spread(values: list[float], digits: int = 3) -> dict:
         "max": round(max(values), digits),
         "values": [round(v, digits) for v in values],
     }
+
+
+def run_json(module: str, *args: str, env: dict | None = None) -> dict:
+    """`python -m module args...` in a fresh process (so each measurement pays its own
+    start-up and none inherits another's caches) from the repository: the JSON object its
+    last stdout line holds. A failed child raises with the end of its stderr."""
+    out = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode:
+        raise RuntimeError(f"{module} {' '.join(args)} failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])

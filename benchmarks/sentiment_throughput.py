@@ -68,7 +68,6 @@ import os
 import pstats
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -431,17 +430,7 @@ def child(mode: str, config: str) -> int:
 
 
 def run_child(mode: str, config: Path) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.sentiment_throughput", "_child", mode, str(config)],
-        cwd=REPO,
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode:
-        raise RuntimeError(f"child {mode} failed:\n{out.stderr[-4000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return facts.run_json("benchmarks.sentiment_throughput", "_child", mode, str(config))
 
 
 # -- summary and report ------------------------------------------------------------------------

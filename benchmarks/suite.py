@@ -41,7 +41,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -450,17 +449,7 @@ def daily_child(config: str, mode: str) -> int:
 
 
 def run_child(*args: str, env: dict | None = None) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.suite", *args],
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode:
-        raise RuntimeError(f"benchmarks.suite {' '.join(args)} failed:\n{out.stderr[-4000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return facts.run_json("benchmarks.suite", *args, env=env)
 
 
 def measure_daily(config: Path, repeats: int) -> dict[str, dict]:
