@@ -16,7 +16,13 @@ import pytest
 from batch_ml.cli import run_product
 from batch_ml.config import ProjectConfig, load_config
 from batch_ml.definitions import build_definitions
-from batch_ml.harness.project import SENTIMENT_ASSETS, SHARED_DATA, sentiment_project, write_config
+from batch_ml.harness.project import (
+    SENTIMENT_ASSETS,
+    SHARED_DATA,
+    require_shared,
+    sentiment_project,
+    write_config,
+)
 from batch_ml.harness.sensors import LandingSensor, age
 from batch_ml.harness.services import run_demo
 from batch_ml.platform.orchestration import catch_up_stages
@@ -374,11 +380,11 @@ def _uci_sentences() -> pl.DataFrame:
     return pl.concat(frames)
 
 
-@pytest.mark.skipif(not UCI.is_dir(), reason="../shared/data is not beside the repository")
 def test_the_uci_sentences_run_through_the_whole_graph_as_binary_reviews(tmp_path):
     """Own data through the landing contract only: two classes in the config, reviews files in
     CSV, JSON lines and XML, their labels two days later; no code changes. Weeks 01-27 ..
     02-17 are gated and served."""
+    require_shared(UCI)
     start, days, per_day = dt.date(2025, 1, 1), 50, 60
     sentences = _uci_sentences()
     assert sentences.height == 3000

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from batch_ml.config import ConfigError, IngestLimits
-from batch_ml.harness.project import SHARED_DATA
+from batch_ml.harness.project import SHARED_DATA, require_shared
 from batch_ml.platform.sources.contract import ContractViolation, read_landing_file
 from batch_ml.platform.sources.landing import discover
 from batch_ml.products.sentiment.config import parse_section
@@ -100,9 +100,8 @@ def test_every_demo_file_meets_the_contract_in_each_of_its_formats(tmp_path):
         assert set(stored.columns) - set(written) <= {"rating"}
 
 
-@pytest.mark.skipif(not CLOTHING.is_file(), reason=f"{CLOTHING} not here (a shared dataset)")
 def test_the_replay_uses_real_review_text_and_maps_stars_to_classes():
-    cfg = _config(replay_reviews=str(CLOTHING))
+    cfg = _config(replay_reviews=str(require_shared(CLOTHING)))
     frames = simulate(cfg.demo, cfg.sentiment)
     real = pl.read_csv(CLOTHING, columns=["Review Text"])["Review Text"].drop_nulls()
     assert (

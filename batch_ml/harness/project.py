@@ -12,6 +12,21 @@ from batch_ml.products.forecasting.demo import spec_from_config, write_landing
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+
+def require_shared(path: Path) -> Path:
+    """`path` under ../shared/data, for a test that reads a real dataset: on CI (`CI` set),
+    where .ci/run puts ../shared beside the clone, its absence fails the test; elsewhere
+    (e.g. a clone without the datasets) the test is skipped, saying which file is missing."""
+    if not path.exists():
+        import os
+
+        import pytest
+
+        assert not os.environ.get("CI"), f"{path} is missing on CI (../shared/data)"
+        pytest.skip(f"{path} is not here: ../shared/data is not beside the repository")
+    return path
+
+
 # Every asset of each product, by name.
 FORECASTING_ASSETS = {
     "sales",
