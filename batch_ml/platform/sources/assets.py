@@ -17,6 +17,7 @@ from batch_ml.platform.common import TRANSIENT_RETRY, BuildContext, measured
 from batch_ml.platform.partitions import partition_dates
 from batch_ml.platform.resources import LandingZone, TableStore, table_metadata
 from batch_ml.platform.sources.contract import (
+    STORED_DAY,
     ContractViolation,
     MatchesStored,
     QuarantinePolicy,
@@ -171,26 +172,27 @@ class KnownIds:
 
 class StoredKeys:
     """The primary keys of a `unique_across_days` source on other days than a file's, with
-    their day (`_day`): the stored ones that match the file's keys (a lazy semi join, so
+    their day (STORED_DAY): the stored ones that match the file's keys (a lazy semi join, so
     only matches are read, whatever the history) and those this step loaded already."""
 
     def __init__(self, tables: TableStore, source: Source):
-        self._table = tables.table(source.name)
         self._keys = list(source.primary_key)
-        self._day = pl.col(source.day_column or source.date_column).cast(pl.Date).alias("_day")
+        table = tables.table(source.name)
+        day = pl.col(source.day_column or source.date_column).cast(pl.Date).alias(STORED_DAY)
+        # Listed once per step: nothing is stored before the step commits.
+        self._stored = table.scan().select(*self._keys, day) if table.partitions() else None
         self._loaded: dict[dt.date, pl.DataFrame] = {}
 
     def matching(self, frame: pl.DataFrame, day: dt.date) -> pl.DataFrame:
         ids = frame.select(self._keys)
         found = [
-            f.select(self._keys).with_columns(pl.lit(d).alias("_day"))
+            f.select(self._keys).with_columns(pl.lit(d).alias(STORED_DAY))
             for d, f in self._loaded.items()
             if d != day
         ]
-        if self._table.partitions():
-            stored = self._table.scan().select(*self._keys, self._day)
-            found.append(stored.join(ids.lazy(), on=self._keys, how="semi").collect())
-        schema = {**frame.select(self._keys).schema, "_day": pl.Date()}
+        if self._stored is not None:
+            found.append(self._stored.join(ids.lazy(), on=self._keys, how="semi").collect())
+        schema = {**ids.schema, STORED_DAY: pl.Date()}
         return pl.concat([pl.DataFrame(schema=schema), *found], how="vertical_relaxed")
 
     def add(self, frame: pl.DataFrame, day: dt.date) -> None:

@@ -1185,17 +1185,18 @@ def empty_frame(source: Source, columns: list[str] | None = None) -> pl.DataFram
 
 
 _SHOWN_IDS = 3
+STORED_DAY = "_day"  # the day a stored key arrived on (`keys_stored_elsewhere_problem`)
 
 
 def keys_stored_elsewhere_problem(
     frame: pl.DataFrame, source: Source, stored: pl.DataFrame, day: dt.date
 ) -> str | None:
     """The problem of a file of `day` holding primary keys `stored` (the keys and their
-    `_day`) has on other days, else None."""
+    STORED_DAY) has on other days, else None."""
     keys = list(source.primary_key)
     clash = (
         frame.select(keys)
-        .join(stored.filter(pl.col("_day") != day), on=keys, how="inner", nulls_equal=False)
+        .join(stored.filter(pl.col(STORED_DAY) != day), on=keys, how="inner", nulls_equal=False)
         .sort(keys)
     )
     if clash.is_empty():
@@ -1203,7 +1204,7 @@ def keys_stored_elsewhere_problem(
     what = ", ".join(keys)
     examples = ", ".join(
         f"{r[0] if len(keys) == 1 else tuple(r[:-1])!r} (on {r[-1]})"
-        for r in clash.select(*keys, "_day").unique(maintain_order=True).head(_SHOWN_IDS).rows()
+        for r in clash.select(*keys, STORED_DAY).unique(maintain_order=True).head(_SHOWN_IDS).rows()
     )
     return (
         f"column {what!r}: {clash.height:,} key(s) already stored on another day, e.g. "

@@ -110,8 +110,9 @@ def build(b: BuildContext) -> list:
         held_out = week_row["validation_rows"] < week_row["training_rows"]
         out: dict[str, float | int | None] = {ROWS: rows.height}
         for version in versions:
-            if version == week_row["model_version"] and held_out:
-                out[version] = week_row[f"valid_{METRIC}"]
+            if version == week_row["model_version"]:
+                # Validated in-sample (too few labels to hold any back): no score, not promoted.
+                out[version] = week_row[f"valid_{METRIC}"] if held_out else None
                 continue
             learned_until = dt.date.fromisoformat(scoring.load_card(version)["window_end"])
             unseen = rows.filter(pl.col(LABELLED) > learned_until)
